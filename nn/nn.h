@@ -1,0 +1,197 @@
+/* nn: the layers both models are made of, with forward and backward passes.
+ *
+ * Conventions (llm.c's):
+ * - float32, row-major, contiguous. Every function writes its outputs and reads its
+ *   inputs; no function allocates. Scratch buffers are passed in by the caller.
+ * - Forward functions overwrite their output. Backward functions ACCUMULATE (+=) into
+ *   every gradient they are given (zero them once per step), so residual branches need
+ *   no special case. A gradient pointer may be NULL when it is not wanted.
+ * - Parameters use PyTorch's layouts (nn.Linear weight is [out, in], Conv2d weight is
+ *   [OC, C, K, K], ConvTranspose2d weight is [C, OC, K, K]) so fixtures and exported
+ *   weights need no reshuffling.
+ *
+ * Convolution activations use the layout [C, B, H, W] ("CNHW": channel outermost, then
+ * batch), not PyTorch's [B, C, H, W]. With channels outermost a whole batch is one
+ * matrix [C, B*H*W], so a convolution is exactly one sgemm over the batch with no
+ * transposes, and a 1x1 convolution is a plain matrix product. nn_nchw_to_cnhw()
+ * converts at the edges (image input, fixtures).
+ */
+#ifndef DALLEC_NN_H
+#define DALLEC_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- BLAS and threads */
+
+/* The OpenBLAS core type this CPU should use, e.g. "SkylakeX", or NULL when the one
+ * OpenBLAS picked (openblas_get_corename()) is already a good one. Debian's OpenBLAS
+ * 0.3.21 detects some recent CPUs as old cores (Prescott: SSE3 kernels, 3-5x slower);
+ * the core is chosen when the library loads, so the fix is OPENBLAS_CORETYPE in the
+ * environment of a fresh exec (see pipeline/main.c). */
+const char *nn_blas_better_core(void);
+/* The core OpenBLAS is using, e.g. "Cooperlake". */
+const char *nn_blas_core(void);
+/* Threads used by OpenMP loops and BLAS alike (one libgomp pool). */
+void nn_set_threads(int n);
+int nn_threads(void);
+
+/* ---------------------------------------------------------------- RNG */
+
+/* xoshiro256** seeded through SplitMix64 (algorithms by Vigna and Blackman, see
+ * nn/rng.c). The integer and uniform streams are bit-identical on every machine;
+ * normal and Gumbel draws go through libm's logf/cosf/sinf. */
+typedef struct {
+    uint64_t s[4];
+} nn_rng_t;
+
+void nn_rng_seed(nn_rng_t *r, uint64_t seed);
+uint64_t nn_rng_u64(nn_rng_t *r);
+uint32_t nn_rng_below(nn_rng_t *r, uint32_t n);   /* uniform in [0, n), unbiased */
+float nn_rng_uniform(nn_rng_t *r);               /* [0, 1), 24 random bits */
+float nn_rng_uniform_open(nn_rng_t *r);          /* (0, 1): never 0 nor 1 */
+float nn_rng_normal(nn_rng_t *r);                /* N(0, 1), Box-Muller */
+void nn_rng_fill_normal(nn_rng_t *r, float *x, size_t n, float mean, float std);
+void nn_rng_fill_uniform(nn_rng_t *r, float *x, size_t n, float lo, float hi);
+/* Gumbel(0, 1) noise -log(-log u), as used by the Gumbel-softmax. */
+void nn_rng_fill_gumbel(nn_rng_t *r, float *x, size_t n);
+
+/* ---------------------------------------------------------------- linear */
+
+/* out[N, OC] = in[N, C] @ w[OC, C]^T + b[OC]   (b may be NULL) */
+void nn_linear_forward(float *out, const float *in, const float *w, const float *b,
+                       int N, int C, int OC);
+void nn_linear_backward(float *din, float *dw, float *db, const float *dout,
+                        const float *in, const float *w, int N, int C, int OC);
+
+/* ---------------------------------------------------------------- convolution */
+
+typedef struct {
+    int B;        /* batch */
+    int C, H, W;  /* input channels and size */
+    int OC;       /* output channels */
+    int K;        /* square kernel size */
+    int stride, pad;
+} nn_conv_dims_t;
+
+int nn_conv2d_out_size(int in, int K, int stride, int pad);
+int nn_convt2d_out_size(int in, int K, int stride, int pad);
+
+/* Conv2d, activations in CNHW: in [C, B, H, W] -> out [OC, B, OH, OW].
+ * cols: scratch of nn_conv2d_cols_size(d) floats holding the im2col of the input; the
+ * forward fills it and the backward reads it again, so keep it between the two (it is
+ * unused, and may be NULL, for 1x1 stride-1 unpadded convolutions).
+ * dcols: scratch of the same size for the backward (may be NULL if din is NULL or
+ * the convolution is 1x1). */
+size_t nn_conv2d_cols_size(const nn_conv_dims_t *d);
+void nn_conv2d_forward(float *out, float *cols, const float *in, const float *w,
+                       const float *b, const nn_conv_dims_t *d);
+void nn_conv2d_backward(float *din, float *dw, float *db, float *dcols, const float *dout,
+                        const float *cols, const float *in, const float *w,
+                        const nn_conv_dims_t *d);
+
+/* ConvTranspose2d (the adjoint of Conv2d), CNHW: in [C, B, H, W] -> out
+ * [OC, B, OH, OW], OH = (H-1)*stride - 2*pad + K. w is [C, OC, K, K] as in PyTorch.
+ * cols: scratch of nn_convt2d_cols_size(d) floats (OC*K*K x B*H*W), used by forward and
+ * backward alike; nothing in it needs to survive between them. */
+size_t nn_convt2d_cols_size(const nn_conv_dims_t *d);
+void nn_convt2d_forward(float *out, float *cols, const float *in, const float *w,
+                        const float *b, const nn_conv_dims_t *d);
+void nn_convt2d_backward(float *din, float *dw, float *db, float *cols, const float *dout,
+                         const float *in, const float *w, const nn_conv_dims_t *d);
+
+/* [B, C, H*W] <-> [C, B, H*W] */
+void nn_nchw_to_cnhw(float *out, const float *in, int B, int C, int HW);
+void nn_cnhw_to_nchw(float *out, const float *in, int B, int C, int HW);
+
+/* ---------------------------------------------------------------- elementwise */
+
+void nn_relu_forward(float *out, const float *in, size_t n);
+/* din += dout where out > 0 (out may alias in for in-place ReLU) */
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+void nn_gelu_forward(float *out, const float *in, size_t n);
+void nn_gelu_backward(float *din, const float *dout, const float *in, size_t n);
+
+/* out = a + b */
+void nn_add(float *out, const float *a, const float *b, size_t n);
+
+/* ---------------------------------------------------------------- normalisation */
+
+/* LayerNorm over the last dimension C of in [N, C], eps 1e-5 as PyTorch.
+ * mean, rstd [N]: saved by the forward for the backward. */
+void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+                          const float *w, const float *b, int N, int C);
+void nn_layernorm_backward(float *din, float *dw, float *db, const float *dout,
+                           const float *in, const float *w, const float *mean,
+                           const float *rstd, int N, int C);
+
+/* ---------------------------------------------------------------- softmax family */
+
+/* Row softmax over the last dimension of in [N, C]. */
+void nn_softmax_forward(float *out, const float *in, int N, int C);
+/* din += out * (dout - sum(dout * out)) */
+void nn_softmax_backward(float *din, const float *dout, const float *out, int N, int C);
+
+/* Cross-entropy as torch.nn.functional.cross_entropy(logits, target, weight,
+ * ignore_index, reduction="mean"): returns
+ *   sum_i weight[t_i] * -log softmax(logits_i)[t_i] / sum_i weight[t_i]
+ * over rows whose target is not ignore_index (weight NULL: all ones). Returns 0 when
+ * every row is ignored. probs [N, C] receives the softmax (kept for the backward). */
+float nn_cross_entropy_forward(float *probs, const float *logits, const int *target,
+                               const float *weight, int ignore_index, int N, int C);
+/* dlogits += dloss * d(loss)/d(logits) */
+void nn_cross_entropy_backward(float *dlogits, const float *probs, const int *target,
+                               const float *weight, int ignore_index, float dloss,
+                               int N, int C);
+
+/* Gumbel-softmax over rows of logits [N, K]:
+ *   y_soft = softmax((logits + g) / tau), g = Gumbel noise [N, K] given by the caller
+ *   (nn_rng_fill_gumbel, or NULL for no noise as at inference).
+ * hard = 0: out = y_soft. hard = 1 (straight-through): out = one_hot(argmax y_soft)
+ * in the forward, and the gradient flows as if out were y_soft.
+ * y_soft [N, K] is kept for the backward; out may be y_soft itself when hard = 0. */
+void nn_gumbel_softmax_forward(float *out, float *y_soft, const float *logits,
+                               const float *noise, float tau, int hard, int N, int K);
+void nn_gumbel_softmax_backward(float *dlogits, const float *dout, const float *y_soft,
+                                float tau, int N, int K);
+
+/* ---------------------------------------------------------------- embedding */
+
+/* out[i, :] = table[ids[i], :] for ids [N], table [V, C]. Ids must be in [0, V). */
+void nn_embedding_forward(float *out, const int *ids, const float *table, int N, int C);
+void nn_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C);
+
+/* ---------------------------------------------------------------- attention */
+
+/* Causal multi-head self-attention as in GPT-2 (llm.c's layout):
+ *   qkv [B, T, 3C] holds q | k | v, each split into NH heads of C/NH columns;
+ *   out [B, T, C] = concat_h softmax(q_h k_h^T / sqrt(hs) + causal mask) v_h.
+ * att [B, NH, T, T] keeps the attention probabilities for the backward. */
+void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                          int NH);
+/* datt: scratch [B, NH, T, T]. */
+void nn_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                           const float *att, int B, int T, int C, int NH);
+
+/* ---------------------------------------------------------------- optimisation */
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} nn_adamw_t;
+
+/* PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2. */
+nn_adamw_t nn_adamw_default(void);
+
+/* One torch.optim.AdamW step (t counts from 1) over n parameters, with first and
+ * second moments m, v of the same length (zero before the first step). */
+void nn_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
+                   const nn_adamw_t *opt, long t);
+
+/* Global L2 norm of grad, as torch.nn.utils.clip_grad_norm_: when it exceeds
+ * max_norm, every gradient is scaled by max_norm / (norm + 1e-6). Returns the norm
+ * before clipping. */
+float nn_clip_grad_norm(float *grad, size_t n, float max_norm);
+
+#endif

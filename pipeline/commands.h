@@ -1,0 +1,21 @@
+/* The dalle-c subcommands, one function each (pipeline/cmd_*.c). Internal to pipeline/.
+ * Each takes the arguments after its own name (argv[0] is the subcommand name) and
+ * returns the process exit status: 0 ok, 1 runtime failure, 2 usage. */
+#ifndef DALLEC_COMMANDS_H
+#define DALLEC_COMMANDS_H
+
+typedef int (*cmd_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    cmd_fn run;
+    const char *summary;
+} cmd_entry_t;
+
+/* The table, in pipeline/main.c. */
+extern const cmd_entry_t dallec_commands[];
+
+/* True when argv holds -h or --help. */
+int cmd_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,28 @@
+/* A progress display for long jobs: a redrawn bar with rate and ETA on a terminal,
+ * plain log lines (at most one every few seconds) otherwise. Internal to pipeline/:
+ * library code reports progress through callbacks and the command line draws it. */
+#ifndef DALLEC_PROGRESS_H
+#define DALLEC_PROGRESS_H
+
+#include <stdio.h>
+
+typedef struct {
+    FILE *out;
+    char label[48];
+    long total;      /* 0: unknown, no bar or ETA */
+    long done;
+    int tty;
+    double t_start, t_last;
+    double log_every; /* seconds between log lines when not a terminal */
+} progress_t;
+
+/* Starts a display on out (stderr normally); tty is detected from out. */
+void progress_start(progress_t *p, FILE *out, const char *label, long total);
+/* Reports done units and an optional short status text (e.g. "loss 0.123"). */
+void progress_update(progress_t *p, long done, const char *status);
+/* Final line with the total time. */
+void progress_finish(progress_t *p, const char *status);
+/* "1:02:03", "2:03" or "4.5s" */
+void progress_format_duration(char *buf, size_t n, double seconds);
+
+#endif

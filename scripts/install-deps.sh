@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what dalle-c needs to build and test on Debian 12 (run as root).
+#   scripts/install-deps.sh           build and test dependencies
+#   scripts/install-deps.sh --torch   also python3-torch, for regenerating test fixtures
+#                                     and the PyTorch side of the benchmarks
+set -eu
+packages="build-essential cmake pkg-config git
+  libopenblas-openmp-dev libsentencepiece-dev sentencepiece
+  libpng-dev libjpeg62-turbo-dev libzstd-dev zstd
+  libopenmpi-dev openmpi-bin"
+if [ "${1:-}" = "--torch" ]; then
+    packages="$packages python3 python3-torch python3-numpy"
+fi
+export DEBIAN_FRONTEND=noninteractive
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+fi
