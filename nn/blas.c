@@ -21,6 +21,24 @@ static int is_one_of(const char *name, const char *const *list)
     return 0;
 }
 
+static int has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+const char *nn_blas_preferred_core(void)
+{
+    return has_avx512() ? "SkylakeX" : has_avx2() ? "Haswell" : 0;
+}
+
 const char *nn_blas_better_core(void)
 {
     static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids", 0};
@@ -28,12 +46,8 @@ const char *nn_blas_better_core(void)
                                              "sapphirerapids", 0};
     const char *core = openblas_get_corename();
     if (!core) return 0;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return is_one_of(core, avx512_cores) ? 0 : "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return is_one_of(core, avx2_cores) ? 0 : "Haswell";
+    if (has_avx512()) return is_one_of(core, avx512_cores) ? 0 : "SkylakeX";
+    if (has_avx2()) return is_one_of(core, avx2_cores) ? 0 : "Haswell";
     return 0;
 }
 

@@ -30,6 +30,9 @@
  * the core is chosen when the library loads, so the fix is OPENBLAS_CORETYPE in the
  * environment of a fresh exec (see pipeline/main.c). */
 const char *nn_blas_better_core(void);
+/* The core to ask for on this CPU whatever OpenBLAS picked: "SkylakeX" with AVX-512,
+ * "Haswell" with AVX2 and FMA, else NULL. */
+const char *nn_blas_preferred_core(void);
 /* The core OpenBLAS is using, e.g. "Cooperlake". */
 const char *nn_blas_core(void);
 /* Threads used by OpenMP loops and BLAS alike (one libgomp pool). */
@@ -78,22 +81,21 @@ int nn_conv2d_out_size(int in, int K, int stride, int pad);
 int nn_convt2d_out_size(int in, int K, int stride, int pad);
 
 /* Conv2d, activations in CNHW: in [C, B, H, W] -> out [OC, B, OH, OW].
- * cols: scratch of nn_conv2d_cols_size(d) floats holding the im2col of the input; the
- * forward fills it and the backward reads it again, so keep it between the two (it is
- * unused, and may be NULL, for 1x1 stride-1 unpadded convolutions).
- * dcols: scratch of the same size for the backward (may be NULL if din is NULL or
- * the convolution is 1x1). */
+ * cols, dcols: scratch of nn_conv2d_cols_size(d) floats each, for the im2col of a chunk
+ * of the batch (chunks keep it in cache); nothing in them needs to survive between the
+ * forward and the backward. Both are unused, and may be NULL, for 1x1 stride-1
+ * unpadded convolutions; dcols may be NULL when din is. */
 size_t nn_conv2d_cols_size(const nn_conv_dims_t *d);
 void nn_conv2d_forward(float *out, float *cols, const float *in, const float *w,
                        const float *b, const nn_conv_dims_t *d);
 void nn_conv2d_backward(float *din, float *dw, float *db, float *dcols, const float *dout,
-                        const float *cols, const float *in, const float *w,
+                        float *cols, const float *in, const float *w,
                         const nn_conv_dims_t *d);
 
 /* ConvTranspose2d (the adjoint of Conv2d), CNHW: in [C, B, H, W] -> out
  * [OC, B, OH, OW], OH = (H-1)*stride - 2*pad + K. w is [C, OC, K, K] as in PyTorch.
- * cols: scratch of nn_convt2d_cols_size(d) floats (OC*K*K x B*H*W), used by forward and
- * backward alike; nothing in it needs to survive between them. */
+ * cols: scratch of nn_convt2d_cols_size(d) floats, used by forward and backward alike;
+ * nothing in it needs to survive between them. */
 size_t nn_convt2d_cols_size(const nn_conv_dims_t *d);
 void nn_convt2d_forward(float *out, float *cols, const float *in, const float *w,
                         const float *b, const nn_conv_dims_t *d);

@@ -1,0 +1,210 @@
+/* Micro-benchmark of the heaviest layers at the shapes of DESIGN.md's bench configs:
+ * linear forward+backward at gpt-train's shapes, conv2d and conv-transpose2d
+ * forward+backward at dvae-train's, each as GFLOP/s beside OpenBLAS sgemm's own on a
+ * large square product in the same run. Use it on a quiet machine.
+ *   bench-nn [-t THREADS] [-r REPS] */
+#include "nn/nn.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *randbuf(nn_rng_t *r, size_t n)
+{
+    float *x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench-nn: out of memory\n");
+        exit(1);
+    }
+    nn_rng_fill_uniform(r, x, n, -1.0f, 1.0f);
+    return x;
+}
+
+typedef void (*bench_fn)(void *ctx);
+
+/* median seconds of reps runs after two warm-up runs */
+static double time_median(bench_fn f, void *ctx, int reps)
+{
+    double *t = malloc((size_t)reps * sizeof(double));
+    f(ctx);
+    f(ctx);
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        f(ctx);
+        t[i] = now_s() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    double m = t[reps / 2];
+    free(t);
+    return m;
+}
+
+/* ---------------------------------------------------------------- sgemm */
+typedef struct { int n; float *a, *b, *c; } sgemm_ctx;
+static void run_sgemm(void *p)
+{
+    sgemm_ctx *s = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n, s->n, s->n, 1.0f, s->a, s->n,
+                s->b, s->n, 0.0f, s->c, s->n);
+}
+
+/* ---------------------------------------------------------------- linear */
+typedef struct { int N, C, OC; float *in, *w, *b, *out, *dout, *din, *dw, *db; } linear_ctx;
+static void run_linear(void *p)
+{
+    linear_ctx *l = p;
+    nn_linear_forward(l->out, l->in, l->w, l->b, l->N, l->C, l->OC);
+    nn_linear_backward(l->din, l->dw, l->db, l->dout, l->in, l->w, l->N, l->C, l->OC);
+}
+
+/* ---------------------------------------------------------------- conv */
+typedef struct {
+    nn_conv_dims_t d;
+    int transposed, need_din;
+    float *in, *w, *b, *out, *dout, *din, *dw, *db, *cols, *dcols;
+} conv_ctx;
+static void run_conv(void *p)
+{
+    conv_ctx *c = p;
+    if (c->transposed) {
+        nn_convt2d_forward(c->out, c->cols, c->in, c->w, c->b, &c->d);
+        nn_convt2d_backward(c->need_din ? c->din : NULL, c->dw, c->db, c->cols, c->dout, c->in,
+                            c->w, &c->d);
+    } else {
+        nn_conv2d_forward(c->out, c->cols, c->in, c->w, c->b, &c->d);
+        nn_conv2d_backward(c->need_din ? c->din : NULL, c->dw, c->db, c->dcols, c->dout,
+                           c->cols, c->in, c->w, &c->d);
+    }
+}
+
+static double conv_flops(const nn_conv_dims_t *d, int transposed, int need_din)
+{
+    /* multiply-adds of the forward product, times (fwd + dw [+ din]) */
+    double macs;
+    if (transposed)
+        macs = (double)d->C * d->OC * d->K * d->K * d->B * d->H * d->W;
+    else
+        macs = (double)d->OC * d->C * d->K * d->K * d->B *
+               nn_conv2d_out_size(d->H, d->K, d->stride, d->pad) *
+               nn_conv2d_out_size(d->W, d->K, d->stride, d->pad);
+    return 2.0 * macs * (need_din ? 3 : 2);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, reps = 20;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-t") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
+    }
+    if (!getenv("OPENBLAS_CORETYPE") && nn_blas_better_core())
+        fprintf(stderr, "note: OpenBLAS core %s is slow here; set OPENBLAS_CORETYPE=%s\n",
+                nn_blas_core(), nn_blas_better_core());
+    nn_set_threads(threads);
+    nn_rng_t rng;
+    nn_rng_seed(&rng, 1);
+    printf("bench-nn: OpenBLAS core %s, %d threads, median of %d\n", nn_blas_core(), threads,
+           reps);
+
+    sgemm_ctx sg = {2048, randbuf(&rng, 2048 * 2048), randbuf(&rng, 2048 * 2048),
+                    randbuf(&rng, 2048 * 2048)};
+    double t_sgemm = time_median(run_sgemm, &sg, reps / 2 > 3 ? reps / 2 : 3);
+    double sgemm_gflops = 2.0 * sg.n * sg.n * sg.n / t_sgemm / 1e9;
+    printf("%-34s %9.3f ms %8.1f GFLOP/s\n", "sgemm 2048x2048x2048", 1e3 * t_sgemm,
+           sgemm_gflops);
+
+    /* gpt-train: batch 8, sequence 1 + 32 + 256 - 1 = 288, d = 256 */
+    const int N = 8 * 288;
+    const int lin[][2] = {{256, 768}, {256, 256}, {256, 1024}, {1024, 256}, {256, 2048},
+                          {256, 512}};
+    const char *lin_name[] = {"qkv", "attn proj", "mlp fc", "mlp proj", "text head",
+                              "image head"};
+    double lin_t = 0, lin_f = 0;
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
+        int C = lin[i][0], OC = lin[i][1];
+        linear_ctx l = {N, C, OC, randbuf(&rng, (size_t)N * C), randbuf(&rng, (size_t)OC * C),
+                        randbuf(&rng, OC), randbuf(&rng, (size_t)N * OC),
+                        randbuf(&rng, (size_t)N * OC), randbuf(&rng, (size_t)N * C),
+                        randbuf(&rng, (size_t)OC * C), randbuf(&rng, OC)};
+        double t = time_median(run_linear, &l, reps);
+        double f = 3 * 2.0 * N * C * OC;
+        lin_t += t;
+        lin_f += f;
+        char label[64];
+        snprintf(label, sizeof label, "linear %s %dx%d->%d", lin_name[i], N, C, OC);
+        printf("%-34s %9.3f ms %8.1f GFLOP/s\n", label, 1e3 * t, f / t / 1e9);
+        free(l.in); free(l.w); free(l.b); free(l.out); free(l.dout); free(l.din); free(l.dw);
+        free(l.db);
+    }
+    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "linear fwd+bwd, gpt-train",
+           1e3 * lin_t, lin_f / lin_t / 1e9, 100.0 * lin_f / lin_t / 1e9 / sgemm_gflops);
+
+    /* dvae-train: batch 16, S 64, L 3, C 64, R 2, K 512, D 256 */
+    struct { const char *name; nn_conv_dims_t d; int transposed, need_din; } convs[] = {
+        {"enc conv 3->64 k4s2 64px", {16, 3, 64, 64, 64, 4, 2, 1}, 0, 0},
+        {"enc conv 64->64 k4s2 32px", {16, 64, 32, 32, 64, 4, 2, 1}, 0, 1},
+        {"enc conv 64->64 k4s2 16px", {16, 64, 16, 16, 64, 4, 2, 1}, 0, 1},
+        {"res conv 64->64 k3 8px (x8)", {16, 64, 8, 8, 64, 3, 1, 1}, 0, 1},
+        {"res conv 64->64 k1 8px (x4)", {16, 64, 8, 8, 64, 1, 1, 0}, 0, 1},
+        {"enc logits 64->512 k1 8px", {16, 64, 8, 8, 512, 1, 1, 0}, 0, 1},
+        {"dec in 256->64 k1 8px", {16, 256, 8, 8, 64, 1, 1, 0}, 0, 1},
+        {"dec out 64->3 k1 64px", {16, 64, 64, 64, 3, 1, 1, 0}, 0, 1},
+        {"dec convT 64->64 8px", {16, 64, 8, 8, 64, 4, 2, 1}, 1, 1},
+        {"dec convT 64->64 16px", {16, 64, 16, 16, 64, 4, 2, 1}, 1, 1},
+        {"dec convT 64->64 32px", {16, 64, 32, 32, 64, 4, 2, 1}, 1, 1},
+    };
+    const int repeat[] = {1, 1, 1, 8, 4, 1, 1, 1, 1, 1, 1};
+    double conv_t = 0, conv_f = 0, convt_t = 0, convt_f = 0;
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        conv_ctx c = {.d = convs[i].d, .transposed = convs[i].transposed,
+                      .need_din = convs[i].need_din};
+        nn_conv_dims_t *d = &c.d;
+        int OH, OW;
+        size_t ncols;
+        if (c.transposed) {
+            OH = nn_convt2d_out_size(d->H, d->K, d->stride, d->pad);
+            OW = nn_convt2d_out_size(d->W, d->K, d->stride, d->pad);
+            ncols = nn_convt2d_cols_size(d);
+        } else {
+            OH = nn_conv2d_out_size(d->H, d->K, d->stride, d->pad);
+            OW = nn_conv2d_out_size(d->W, d->K, d->stride, d->pad);
+            ncols = nn_conv2d_cols_size(d);
+        }
+        size_t nin = (size_t)d->C * d->B * d->H * d->W, nout = (size_t)d->OC * d->B * OH * OW;
+        size_t nw = (size_t)d->OC * d->C * d->K * d->K;
+        c.in = randbuf(&rng, nin); c.din = randbuf(&rng, nin);
+        c.out = randbuf(&rng, nout); c.dout = randbuf(&rng, nout);
+        c.w = randbuf(&rng, nw); c.dw = randbuf(&rng, nw);
+        c.b = randbuf(&rng, d->OC); c.db = randbuf(&rng, d->OC);
+        c.cols = randbuf(&rng, ncols); c.dcols = randbuf(&rng, ncols);
+        double t = time_median(run_conv, &c, reps);
+        double f = conv_flops(d, c.transposed, c.need_din);
+        if (c.transposed) { convt_t += t * repeat[i]; convt_f += f * repeat[i]; }
+        else { conv_t += t * repeat[i]; conv_f += f * repeat[i]; }
+        printf("%-34s %9.3f ms %8.1f GFLOP/s\n", convs[i].name, 1e3 * t, f / t / 1e9);
+        free(c.in); free(c.din); free(c.out); free(c.dout); free(c.w); free(c.dw); free(c.b);
+        free(c.db); free(c.cols); free(c.dcols);
+    }
+    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "conv2d fwd+bwd, dvae-train",
+           1e3 * conv_t, conv_f / conv_t / 1e9, 100.0 * conv_f / conv_t / 1e9 / sgemm_gflops);
+    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "convT2d fwd+bwd, dvae-train",
+           1e3 * convt_t, convt_f / convt_t / 1e9,
+           100.0 * convt_f / convt_t / 1e9 / sgemm_gflops);
+    free(sg.a); free(sg.b); free(sg.c);
+    return 0;
+}
