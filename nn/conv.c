@@ -127,9 +127,9 @@ static void add_row_sums(float *db, const float *x, int rows, size_t n)
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *row = x + (size_t)r * n;
-        float acc = 0.0f;
+        double acc = 0.0; /* B*H*W terms: tens of thousands */
         for (size_t i = 0; i < n; i++) acc += row[i];
-        db[r] += acc;
+        db[r] += (float)acc;
     }
 }
 

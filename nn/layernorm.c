@@ -54,7 +54,7 @@ void nn_layernorm_backward(float *din, float *dw, float *db, const float *dout,
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblocks; blk++) {
         int c0 = blk * BLOCK, c1 = c0 + BLOCK < C ? c0 + BLOCK : C;
-        float aw[BLOCK] = {0}, ab[BLOCK] = {0};
+        double aw[BLOCK] = {0}, ab[BLOCK] = {0}; /* N terms each */
         for (int n = 0; n < N; n++) {
             const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
             float m = mean[n], s = rstd[n];
@@ -64,8 +64,8 @@ void nn_layernorm_backward(float *din, float *dw, float *db, const float *dout,
             }
         }
         for (int i = c0; i < c1; i++) {
-            if (dw) dw[i] += aw[i - c0];
-            if (db) db[i] += ab[i - c0];
+            if (dw) dw[i] += (float)aw[i - c0];
+            if (db) db[i] += (float)ab[i - c0];
         }
     }
 }

@@ -27,12 +27,12 @@ static void sum_rows_into(float *db, const float *dout, int N, int OC)
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblocks; blk++) {
         int o0 = blk * BLOCK, o1 = o0 + BLOCK < OC ? o0 + BLOCK : OC;
-        float acc[BLOCK] = {0};
+        double acc[BLOCK] = {0}; /* N terms each */
         for (int n = 0; n < N; n++) {
             const float *row = dout + (size_t)n * OC;
             for (int o = o0; o < o1; o++) acc[o - o0] += row[o];
         }
-        for (int o = o0; o < o1; o++) db[o] += acc[o - o0];
+        for (int o = o0; o < o1; o++) db[o] += (float)acc[o - o0];
     }
 }
 
