@@ -2,7 +2,7 @@
  * linear forward+backward at gpt-train's shapes, conv2d and conv-transpose2d
  * forward+backward at dvae-train's, each as GFLOP/s beside OpenBLAS sgemm's own on a
  * large square product in the same run. Use it on a quiet machine.
- *   bench-nn [-t THREADS] [-r REPS] */
+ *   bench-nn [-t THREADS] [-r REPS] [--only linear|conv] */
 #include "nn/nn.h"
 
 #include <cblas.h>
@@ -108,10 +108,21 @@ static double conv_flops(const nn_conv_dims_t *d, int transposed, int need_din)
 int main(int argc, char **argv)
 {
     int threads = 2, reps = 20;
+    const char *only = "";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-t") == 0) threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: bench-nn [-t THREADS] [-r REPS] [--only linear|conv]\n");
+            return 2;
+        }
     }
+    if (threads < 1 || reps < 1) {
+        fprintf(stderr, "bench-nn: threads and repetitions must be positive\n");
+        return 2;
+    }
+    const int do_linear = strcmp(only, "conv") != 0, do_conv = strcmp(only, "linear") != 0;
     if (!getenv("OPENBLAS_CORETYPE") && nn_blas_better_core())
         fprintf(stderr, "note: OpenBLAS core %s is slow here; set OPENBLAS_CORETYPE=%s\n",
                 nn_blas_core(), nn_blas_better_core());
@@ -135,7 +146,7 @@ int main(int argc, char **argv)
     const char *lin_name[] = {"qkv", "attn proj", "mlp fc", "mlp proj", "text head",
                               "image head"};
     double lin_t = 0, lin_f = 0;
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
+    for (size_t i = 0; do_linear && i < sizeof lin / sizeof lin[0]; i++) {
         int C = lin[i][0], OC = lin[i][1];
         linear_ctx l = {N, C, OC, randbuf(&rng, (size_t)N * C), randbuf(&rng, (size_t)OC * C),
                         randbuf(&rng, OC), randbuf(&rng, (size_t)N * OC),
@@ -151,8 +162,9 @@ int main(int argc, char **argv)
         free(l.in); free(l.w); free(l.b); free(l.out); free(l.dout); free(l.din); free(l.dw);
         free(l.db);
     }
-    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "linear fwd+bwd, gpt-train",
-           1e3 * lin_t, lin_f / lin_t / 1e9, 100.0 * lin_f / lin_t / 1e9 / sgemm_gflops);
+    if (do_linear)
+        printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "linear fwd+bwd, gpt-train",
+               1e3 * lin_t, lin_f / lin_t / 1e9, 100.0 * lin_f / lin_t / 1e9 / sgemm_gflops);
 
     /* dvae-train: batch 16, S 64, L 3, C 64, R 2, K 512, D 256 */
     struct { const char *name; nn_conv_dims_t d; int transposed, need_din; } convs[] = {
@@ -170,7 +182,7 @@ int main(int argc, char **argv)
     };
     const int repeat[] = {1, 1, 1, 8, 4, 1, 1, 1, 1, 1, 1};
     double conv_t = 0, conv_f = 0, convt_t = 0, convt_f = 0;
-    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+    for (size_t i = 0; do_conv && i < sizeof convs / sizeof convs[0]; i++) {
         conv_ctx c = {.d = convs[i].d, .transposed = convs[i].transposed,
                       .need_din = convs[i].need_din};
         nn_conv_dims_t *d = &c.d;
@@ -200,11 +212,13 @@ int main(int argc, char **argv)
         free(c.in); free(c.din); free(c.out); free(c.dout); free(c.w); free(c.dw); free(c.b);
         free(c.db); free(c.cols); free(c.dcols);
     }
+    if (do_conv) {
     printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "conv2d fwd+bwd, dvae-train",
            1e3 * conv_t, conv_f / conv_t / 1e9, 100.0 * conv_f / conv_t / 1e9 / sgemm_gflops);
     printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "convT2d fwd+bwd, dvae-train",
            1e3 * convt_t, convt_f / convt_t / 1e9,
            100.0 * convt_f / convt_t / 1e9 / sgemm_gflops);
+    }
     free(sg.a); free(sg.b); free(sg.c);
     return 0;
 }
