@@ -89,10 +89,85 @@ void dvae_backward(dvae_t *m);
 const float *dvae_logits(const dvae_t *m);
 void dvae_get_reconstruction(const dvae_t *m, float *out);
 
+/* ---------------------------------------------------------------- files */
+
+/* Model files (weights/FORMAT.md): the config under "dvae.*" keys and the parameter
+ * tensors by name, f32. */
+typedef struct wf_config wf_config_t;
+typedef struct wf_writer wf_writer_t;
+typedef struct wf_reader wf_reader_t;
+int dvae_config_store(const dvae_config_t *c, wf_config_t *cfg);
+/* Reads the dvae.* keys; missing ones keep the defaults. 0 or -1 with err. */
+int dvae_config_read(dvae_config_t *c, const wf_config_t *cfg, const char *path, char err[256]);
+/* Adds every parameter tensor (prefix "dvae.") to an open writer. */
+int dvae_write_tensors(const dvae_t *m, wf_writer_t *w, char err[256]);
+/* Loads every parameter tensor, checking names and shapes. */
+int dvae_read_tensors(dvae_t *m, wf_reader_t *r, char err[256]);
+/* A whole dVAE-only model file, written atomically. */
+int dvae_save(const dvae_t *m, const char *path, char err[256]);
+/* A dVAE from any model file that holds one, sized for max_batch images. */
+int dvae_load(dvae_t **out, const char *path, int max_batch, char err[256]);
+
+/* ---------------------------------------------------------------- inference */
+
 /* Inference: tokens [B, G*G] = argmax of the encoder's logits. */
 void dvae_encode(dvae_t *m, const float *x, int B, int *tokens);
 /* Inference: images [B, 3, S, S] from token grids (one-hot rows of the codebook).
  * Tokens must be in [0, K). */
 void dvae_decode(dvae_t *m, const int *tokens, int B, float *images);
+
+/* ---------------------------------------------------------------- training */
+
+/* Everything that defines a run besides the model config. All randomness (data order,
+ * Gumbel noise, initialisation) is a function of (seed, step), so a run resumed from a
+ * checkpoint continues bit for bit. */
+typedef struct {
+    long steps;               /* optimizer steps in all */
+    int batch;
+    float lr, lr_min;         /* warmup, then cosine from lr to lr_min */
+    long warmup;
+    float weight_decay;
+    float grad_clip;          /* max global gradient norm; 0: none */
+    uint64_t seed;
+    long eval_every;          /* held-out evaluation every N steps (and at the end) */
+    int eval_images;          /* held-out images per evaluation (at most all of them) */
+    long samples_every;       /* reconstruction preview every N steps; 0: none */
+    long checkpoint_every;    /* steps; 0: by time */
+    double checkpoint_seconds;/* when checkpoint_every is 0 */
+} dvae_train_opts_t;
+
+dvae_train_opts_t dvae_train_opts_default(void);
+
+enum { DVAE_EV_STEP, DVAE_EV_EVAL, DVAE_EV_CHECKPOINT, DVAE_EV_PREVIEW, DVAE_EV_DONE };
+
+typedef struct {
+    int kind;
+    long step, steps;          /* steps done, and in all */
+    dvae_stats_t stats;        /* DVAE_EV_STEP: this step's training batch */
+    float tau, lr;
+    double step_seconds;       /* compute of this step */
+    double wait_seconds;       /* time this step waited for its batch (0 when prefetched) */
+    double eval_psnr;          /* DVAE_EV_EVAL: held-out PSNR (dB) through argmax tokens */
+    double eval_mse;
+    int eval_used_codes;       /* distinct tokens over the held-out images */
+    double eval_perplexity;    /* of the held-out token histogram */
+    int eval_images;
+    const char *path;          /* DVAE_EV_CHECKPOINT, DVAE_EV_PREVIEW, DVAE_EV_DONE */
+} dvae_train_event_t;
+
+/* Called after each event; returning nonzero stops the run after a checkpoint (the
+ * caller's SIGINT handling goes through here). */
+typedef int (*dvae_train_fn)(const dvae_train_event_t *e, void *ctx);
+
+typedef struct ds ds_t;
+
+/* Trains on ds (its images at the config's size) and writes out_path (the model),
+ * out_path.ckpt (checkpoints: model, AdamW moments, step and options) and
+ * out_path.preview.png. With resume_path, config and options come from that checkpoint
+ * (steps_override > 0 changes the total) and the run continues from its step.
+ * Returns 0, or -1 with err (a NaN loss stops the run and keeps the last checkpoint). */
+int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
+               const char *out_path, const char *resume_path, long steps_override,
+               dvae_train_fn on_event, void *ctx, char err[256]);
 
 #endif

@@ -44,3 +44,12 @@ float nn_clip_grad_norm(float *grad, size_t n, float max_norm)
     }
     return norm;
 }
+
+float nn_lr_schedule(long t, long warmup, long total, float lr, float lr_min)
+{
+    if (t < warmup) return lr * (float)(t + 1) / (float)warmup;
+    if (total <= warmup) return lr;
+    double progress = (double)(t - warmup) / (double)(total - warmup);
+    if (progress > 1.0) progress = 1.0;
+    return lr_min + (lr - lr_min) * (float)(0.5 * (1.0 + cos(3.14159265358979323846 * progress)));
+}

@@ -191,6 +191,10 @@ nn_adamw_t nn_adamw_default(void);
 void nn_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
                    const nn_adamw_t *opt, long t);
 
+/* Learning rate at step t (counting from 0): linear warmup from 0 over `warmup` steps,
+ * then cosine decay from lr to lr_min at step `total`. */
+float nn_lr_schedule(long t, long warmup, long total, float lr, float lr_min);
+
 /* Global L2 norm of grad, as torch.nn.utils.clip_grad_norm_: when it exceeds
  * max_norm, every gradient is scaled by max_norm / (norm + 1e-6). Returns the norm
  * before clipping. */

@@ -18,4 +18,9 @@ extern const cmd_entry_t dallec_commands[];
 /* True when argv holds -h or --help. */
 int cmd_wants_help(int argc, char **argv);
 
+/* dalle-c info MODEL (pipeline/cmd_info.c) */
+int cmd_info(int argc, char **argv);
+
+int cmd_tokenizer(int argc, char **argv); /* cmd_tokenizer.c */
+
 #endif

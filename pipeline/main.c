@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 const cmd_entry_t dallec_commands[] = {
+    {"info", cmd_info, "configs, parameter counts and tensor table of a model file"},
+    {"tokenizer", cmd_tokenizer, "train a text tokenizer on captions; encode and decode text"},
     {0, 0, 0},
 };
 
@@ -32,11 +34,14 @@ static int print_version(void)
 /* OpenBLAS picks its kernels when it loads, from the CPU it detects or from
  * OPENBLAS_CORETYPE. Where it detects this CPU as an older core (Debian's 0.3.21 calls
  * some recent Xeons "Prescott" and runs SSE3 kernels), re-exec once with the right core
- * set. The variable, once set, keeps this from looping; DALLEC_NO_REEXEC=1 opts out. */
+ * set. The variable, once set, keeps this from looping; DALLEC_NO_REEXEC=1 opts out.
+ * DALLEC_TEST_SLOW_BLAS=1 makes any core count as slow, so tests can exercise the
+ * re-exec on machines where OpenBLAS already picks well. */
 static void reexec_for_fast_blas(char **argv)
 {
     if (getenv("OPENBLAS_CORETYPE") || getenv("DALLEC_NO_REEXEC")) return;
-    const char *core = nn_blas_better_core();
+    const char *core = getenv("DALLEC_TEST_SLOW_BLAS") ? nn_blas_preferred_core()
+                                                       : nn_blas_better_core();
     if (!core) return;
     if (setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
     execv("/proc/self/exe", argv);

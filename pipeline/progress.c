@@ -1,5 +1,6 @@
 #include "pipeline/progress.h"
 
+#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,4 +86,16 @@ void progress_update(progress_t *p, long done, const char *status)
 void progress_finish(progress_t *p, const char *status)
 {
     draw(p, status, 1);
+}
+
+void progress_log(progress_t *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (p->tty) fputs("\r\033[K", p->out);
+    vfprintf(p->out, fmt, ap);
+    fputc('\n', p->out);
+    va_end(ap);
+    fflush(p->out);
+    if (p->tty) p->t_last = 0; /* redraw the bar at the next update */
 }

@@ -22,6 +22,8 @@ void progress_start(progress_t *p, FILE *out, const char *label, long total);
 void progress_update(progress_t *p, long done, const char *status);
 /* Final line with the total time. */
 void progress_finish(progress_t *p, const char *status);
+/* A log line (printf-style, newline added) that does not garble a bar on a terminal. */
+void progress_log(progress_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "1:02:03", "2:03" or "4.5s" */
 void progress_format_duration(char *buf, size_t n, double seconds);
 
