@@ -87,7 +87,7 @@ int main(int argc, char **argv)
     char path[512], err[WF_ERR_SIZE];
     snprintf(path, sizeof path, "%s/fuzz-base.dalle", test_tmpdir());
     if (!check(wt_write_model(path, 9, 1, err) == WF_OK, "base model: %s", err)) return test_summary("test_weights_fuzz");
-    size_t on;
+    size_t on = 0;
     unsigned char *orig = wt_read_file(path, &on);
     size_t cap = on + 4096;
     unsigned char *m = malloc(cap);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned char *wt_read_file(const char *path, size_t *n)
+static inline unsigned char *wt_read_file(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -29,7 +29,7 @@ static unsigned char *wt_read_file(const char *path, size_t *n)
     return b;
 }
 
-static int wt_write_file(const char *path, const void *data, size_t n)
+static inline int wt_write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
@@ -39,7 +39,7 @@ static int wt_write_file(const char *path, const void *data, size_t n)
 
 /* A model with a config, f32/f16/bf16 tensors (one from raw bits), a scalar, an empty
  * tensor and blobs. scale multiplies the tensor sizes. Returns WF_OK or the error. */
-static int wt_write_model(const char *path, uint64_t seed, int scale, char *err)
+static inline int wt_write_model(const char *path, uint64_t seed, int scale, char *err)
 {
     wf_config_t *cfg = wf_config_create();
     wf_config_set_int(cfg, "dvae.codebook", 512);
@@ -80,7 +80,7 @@ static int wt_write_model(const char *path, uint64_t seed, int scale, char *err)
 
 /* Recomputes the header, config, directory and (where the directory makes sense)
  * frame CRCs of a possibly damaged image, leaving everything else as it is. */
-static void wt_fix_crcs(unsigned char *f, size_t n)
+static inline void wt_fix_crcs(unsigned char *f, size_t n)
 {
     if (n < WF_HEADER_SIZE) return;
     uint32_t hsize = wf_rd32(f + WF_H_SIZE);
@@ -107,7 +107,7 @@ static void wt_fix_crcs(unsigned char *f, size_t n)
 
 /* Everything a model loader might do with the file. Returns WF_OK or the first error;
  * err must then be one line starting with the path. */
-static int wt_read_all(const char *path, char *err)
+static inline int wt_read_all(const char *path, char *err)
 {
     wf_reader_t *r;
     int st = wf_reader_open(&r, path, err);
