@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "tests/testutil.h"
 
 #include <math.h>
@@ -6,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <ftw.h>
 #include <unistd.h>
 
 static int n_pass, n_fail;
+static char tmpdir[256];
 
 static void die(const char *msg, const char *path)
 {
@@ -155,8 +158,16 @@ int check(int cond, const char *fmt, ...)
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 int test_summary(const char *name)
 {
+    /* scratch files go with the test that made them */
+    if (tmpdir[0]) nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     printf("%s: %d passed, %d failed\n", name, n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
@@ -190,11 +201,10 @@ int check_grad_fd(const char *label, fd_func_t f, void *ctx, float *x, const flo
 
 const char *test_tmpdir(void)
 {
-    static char dir[256];
-    if (!dir[0]) {
+    if (!tmpdir[0]) {
         const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/dallec-test-%d", base ? base : "/tmp", (int)getpid());
-        mkdir(dir, 0700);
+        snprintf(tmpdir, sizeof tmpdir, "%s/dallec-test-%d", base ? base : "/tmp", (int)getpid());
+        mkdir(tmpdir, 0700);
     }
-    return dir;
+    return tmpdir;
 }

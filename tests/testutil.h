@@ -57,7 +57,8 @@ typedef double (*fd_func_t)(void *ctx);
 int check_grad_fd(const char *label, fd_func_t f, void *ctx, float *x, const float *grad,
                   size_t n, int max_probes, float h, double tol);
 
-/* Scratch file paths under the build's temporary directory. */
+/* A scratch directory of this test process ($TMPDIR or /tmp), removed with everything
+ * in it by test_summary. */
 const char *test_tmpdir(void);
 
 #endif
