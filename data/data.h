@@ -1,4 +1,5 @@
-/* data: images in and out, and (later) the dataset readers built on them.
+/* data: images in and out, the synthetic shapes set and its evaluator, and the dataset
+ * reader built on them.
  *
  * Errors follow the project's convention: functions return 0 or a negative IMG_E*
  * code and, when err is not NULL, fill it with a message that names the file (or the
@@ -12,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "nn/nn.h"
 
 /* ================================================================ images (img_) */
 
@@ -111,6 +114,198 @@ void img_from_planar(img_t *img, const float *in, size_t plane_stride);
  * torchvision's make_grid). Unused cells stay white. */
 int img_grid(img_t *dst, const img_t *tiles, int n, int cols, int pad, char err[256]);
 
-/* ================================================================ datasets */
+/* ================================================================ shapes (shapes_)
+ *
+ * A synthetic captioned set with exact ground truth, and an evaluator that judges any
+ * image (ours or a model's) against a prompt in the same grammar.
+ *
+ * Scenes: one object at a 3x3 grid position with a size (small or large), or two
+ * objects in a relation (above, below, left of, right of; both of the one "medium"
+ * size), on a plain background. Object sizes are fractions of the image side S chosen
+ * so shapes stay recognisable at the dVAE's smallest S = 32 (see data/README.md):
+ *   S >= 48: small 0.24 S, large 0.40 S, pair objects 0.34 S
+ *   S <  48: small 0.34 S, large 0.50 S, pair objects 0.40 S
+ * Shapes are drawn anti-aliased (4x4 supersampling) from exact geometry, so the same
+ * scene gives the same pixels on every machine (no libm calls in the renderer). */
+
+enum { SHAPES_N_SHAPES = 8, SHAPES_N_COLOURS = 10, SHAPES_N_BACKGROUNDS = 3, SHAPES_N_POS = 9 };
+enum { SHAPES_SMALL = 0, SHAPES_LARGE = 1, SHAPES_MEDIUM = 2 };
+enum { SHAPES_ABOVE = 0, SHAPES_BELOW = 1, SHAPES_LEFT_OF = 2, SHAPES_RIGHT_OF = 3 };
+
+/* Names, indexable by the fields below: shapes "circle" "square" "triangle" "star"
+ * "heart" "cross" "ring" "diamond"; colours "red" "green" "blue" "yellow" "orange"
+ * "purple" "pink" "cyan" "brown" "black"; backgrounds "white" "gray" "beige";
+ * positions "top left" "top" "top right" "left" "center" "right" "bottom left" "bottom"
+ * "bottom right" (row*3 + column); relations "above" "below" "left of" "right of". */
+extern const char *const shapes_shape_names[SHAPES_N_SHAPES];
+extern const char *const shapes_colour_names[SHAPES_N_COLOURS];
+extern const char *const shapes_background_names[SHAPES_N_BACKGROUNDS];
+extern const char *const shapes_pos_names[SHAPES_N_POS];
+extern const char *const shapes_relation_names[4];
+/* RGB of each colour and background. */
+extern const uint8_t shapes_colour_rgb[SHAPES_N_COLOURS][3];
+extern const uint8_t shapes_background_rgb[SHAPES_N_BACKGROUNDS][3];
+
+/* An object. From the generator every field is set; from a parsed prompt a field the
+ * prompt does not name is -1. Geometry: the shape fills the box [x, x+w) x [y, y+h) in
+ * pixels (exactly, touching all four sides). */
+typedef struct {
+    int colour, shape, size, pos;
+    float x, y, w, h;
+} shapes_object_t;
+
+/* A scene: n = 1 or 2 objects; with two, "obj[0] RELATION obj[1]". */
+typedef struct {
+    int n;
+    shapes_object_t obj[2];
+    int relation;   /* n == 2; -1 when not said */
+    int background; /* -1 when not said */
+} shapes_scene_t;
+
+/* Draws a random scene for an S x S image (S >= 16): half one-object, half two-object
+ * scenes, every object colour at least 100 (RGB distance) from the background, two
+ * objects never overlapping. Everything comes from rng. */
+void shapes_scene_random(shapes_scene_t *sc, int S, nn_rng_t *rng);
+/* Renders sc into *img (allocated here, S x S; img_deinit() it). */
+int shapes_render(img_t *img, const shapes_scene_t *sc, int S, char err[256]);
+/* Every caption phrasing of sc, one per line (each ends in '\n'), into buf; the first
+ * line is the complete one ("a small red circle at the top left on a white
+ * background", "a red circle above a blue square on a gray background"). Returns the
+ * length written (truncated to n-1 when buf is too small), or the length needed. */
+size_t shapes_captions(const shapes_scene_t *sc, char *buf, size_t n);
+/* The scene as one line of the manifest (tab-separated, documented in data/README.md). */
+size_t shapes_scene_format(const shapes_scene_t *sc, char *buf, size_t n);
+
+/* Reads a prompt in the captions' grammar (any phrasing the generator writes, case and
+ * punctuation ignored, "centre"/"middle", "grey", "upper"/"lower", "to the left of"
+ * are accepted). Unnamed attributes come back -1. An error (IMG_EINVAL) when the
+ * prompt names no object, or more than two. */
+int shapes_parse(shapes_scene_t *sc, const char *prompt, char err[256]);
+
+/* Holdout SPEC: comma-separated items, each "COLOUR SHAPE", "COLOUR" or "SHAPE"
+ * (e.g. "green triangle,red star,heart"). */
+typedef struct {
+    int n;
+    int colour[64], shape[64]; /* -1 = any */
+} shapes_holdout_t;
+int shapes_holdout_parse(shapes_holdout_t *h, const char *spec, char err[256]);
+/* True when some object of sc matches an item of h. */
+int shapes_holdout_match(const shapes_holdout_t *h, const shapes_scene_t *sc);
+
+/* The evaluator's verdict on one image and prompt. Attributes: */
+enum {
+    SHAPES_ATTR_COLOUR, SHAPES_ATTR_SHAPE, SHAPES_ATTR_SIZE, SHAPES_ATTR_POSITION,
+    SHAPES_ATTR_RELATION, SHAPES_ATTR_BACKGROUND, SHAPES_N_ATTR
+};
+extern const char *const shapes_attr_names[SHAPES_N_ATTR];
+typedef struct {
+    int checked[SHAPES_N_ATTR]; /* checks made per attribute (colour and shape: one per object) */
+    int correct[SHAPES_N_ATTR];
+    int objects_found;          /* separate objects seen in the image */
+    shapes_scene_t seen;        /* what was read from the image, matched to the prompt's objects */
+} shapes_verdict_t;
+
+/* Judges img (any size >= 16, square or not) against a parsed prompt: finds the
+ * background (the commonest colour on the border) and the objects (pixels that differ
+ * from it, as connected regions; split by colour or position when a two-object prompt
+ * sees one region), then for each named object: colour = the palette colour that best
+ * explains its pixels as a blend with the background; shape = the nearest of the shape
+ * templates drawn into the object's bounding box; size = bounding box against the
+ * midpoint of the small/large sizes; position = the grid third its box centre falls in;
+ * relation = the centres' offset along the relation's axis, larger than along the
+ * other. Objects are matched to the prompt's in the order that agrees best. */
+int shapes_evaluate(const img_t *img, const shapes_scene_t *want, shapes_verdict_t *v,
+                    char err[256]);
+
+/* `dalle-c data shapes`: writes cfg->count scenes as OUT_DIR/NNNNNN.png (text chunks
+ * "caption" and "scene") with NNNNNN.txt (every phrasing, one a line), plus
+ * OUT_DIR/manifest.tsv (one shapes_scene_format line per image) and, with a holdout,
+ * OUT_DIR/holdout_prompts.txt (test prompts naming held-out combinations; no image
+ * shares its name, so dataset readers never take it for a caption). Scene i depends
+ * only on (seed, i): the same config gives byte-identical files with any thread count.
+ * progress (may be NULL) is called from the calling thread with the images done. */
+typedef struct {
+    long count;          /* images (default 1000) */
+    uint64_t seed;       /* default 1 */
+    int size;            /* S (default 64) */
+    const char *holdout; /* SPEC, or NULL */
+    int holdout_prompts; /* test prompts per holdout item (default 20) */
+} shapes_config_t;
+shapes_config_t shapes_config_default(void);
+typedef void (*data_progress_fn)(void *ctx, long done, long total);
+int shapes_write_dataset(const char *out_dir, const shapes_config_t *cfg,
+                         data_progress_fn progress, void *ctx, char err[256]);
+
+/* ================================================================ datasets (ds_)
+ *
+ * An image folder with sidecar captions, as both trainings read it:
+ * - images: *.png, *.jpg, *.jpeg (any case) found recursively (hidden files and folders
+ *   skipped), in byte order of their path relative to the root, so indices are stable;
+ * - captions: NAME.txt beside NAME.png, one caption a line (blank lines ignored); one is
+ *   drawn per epoch. Images without captions have none (the dVAE needs none) unless
+ *   require_captions drops them;
+ * - split: an image is held out when the FNV-1a 64 hash of its relative path, as a
+ *   fraction of 2^64, is below holdout: stable across runs, machines and added files;
+ * - bad images: an image that fails to decode is skipped (replaced in the batch by the
+ *   next good one), counted, and its name and error kept (ds_bad).
+ * A ds_t is read-only after ds_open except for the bad-image record, which is locked:
+ * ds_load, ds_batch_fill and ds_caption may run on several threads at once (e.g. a
+ * prefetch thread filling the next batch while the training step runs), each with its
+ * own output buffer. */
+typedef struct ds ds_t;
+enum { DS_TRAIN = 0, DS_HELDOUT = 1 };
+enum { DS_NCHW = 0, DS_CNHW = 1 }; /* batch layouts: [B,3,S,S] or nn's [3,B,S,S] */
+
+typedef struct {
+    int size;             /* S: images are resized and centre-cropped to S x S (default 64) */
+    double holdout;       /* fraction held out (default 0.05; 0 = none) */
+    int require_captions; /* 1: images without a caption line are left out and counted */
+} ds_config_t;
+ds_config_t ds_config_default(void);
+
+/* Scans dir. No image at all (or none left) is an error naming the folder. */
+int ds_open(ds_t **ds, const char *dir, const ds_config_t *cfg, char err[256]);
+void ds_close(ds_t *ds);
+
+size_t ds_count(const ds_t *ds, int split);
+/* Path relative to the root of item i of split. */
+const char *ds_name(const ds_t *ds, int split, size_t i);
+/* The folder given to ds_open (without trailing slashes). */
+const char *ds_root(const ds_t *ds);
+/* Images left out at open for having no caption (with require_captions). */
+size_t ds_uncaptioned(const ds_t *ds);
+/* Caption lines of item i. */
+int ds_caption_count(const ds_t *ds, int split, size_t i);
+/* Caption line k (0-based) of item i, "" when there is none. */
+const char *ds_caption_line(const ds_t *ds, int split, size_t i, int k);
+/* The caption of item i for an epoch: a line drawn with nn_rng seeded from (seed,
+ * epoch, the item's path), so it is the same in every run and on every thread; "" when
+ * the item has none. The string lives as long as ds. */
+const char *ds_caption(const ds_t *ds, int split, size_t i, uint64_t seed, uint64_t epoch);
+
+/* Decodes item i, resizes and crops it to S x S, writes floats in [-1, 1] planar
+ * (channel c at out + c*plane_stride, as img_to_planar). An undecodable image is an
+ * error (recorded as bad; ds_batch_fill skips it). */
+int ds_load(ds_t *ds, int split, size_t i, float *out, size_t plane_stride, char err[256]);
+/* Fills a batch of n items idx[0..n) in parallel (OpenMP, threads <= 0: the default
+ * team). A bad image is replaced by the next item of the split that decodes; when no
+ * item decodes it fails. used (may be NULL) receives the item index actually loaded
+ * for each slot. */
+int ds_batch_fill(ds_t *ds, int split, const size_t *idx, int n, float *out, int layout,
+                  size_t *used, int threads, char err[256]);
+/* A permutation of the split's items for an epoch (Fisher-Yates with nn_rng seeded
+ * from seed and epoch); perm holds ds_count(split) entries. */
+void ds_epoch_order(const ds_t *ds, int split, uint64_t seed, uint64_t epoch, size_t *perm);
+/* Decodes every image once (in parallel) so bad ones are found up front, and drops
+ * them from the splits (item indices after it count good images only; call it before
+ * anything else uses ds, not concurrently). progress may be NULL. Returns the number
+ * of bad images. */
+size_t ds_verify(ds_t *ds, data_progress_fn progress, void *ctx);
+/* Bad images seen so far: count, and the k-th one's name and error. */
+size_t ds_bad_count(ds_t *ds);
+int ds_bad(ds_t *ds, size_t k, char name[512], char error[256]);
+
+/* The FNV-1a 64 hash the split uses. */
+uint64_t ds_hash(const char *s);
 
 #endif

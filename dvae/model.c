@@ -385,7 +385,7 @@ static void relu_inplace(float *x, size_t n)
 /* d = d where out > 0, else 0: the ReLU's backward done in place */
 static void relu_mask(float *d, const float *out, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
         if (out[i] <= 0.0f) d[i] = 0.0f;
 }
@@ -439,7 +439,7 @@ static const float *encode_logits(dvae_t *m, const float *x, int B)
     /* logits [N, K] = h^T [N, C] @ w^T [C, K] + b: a 1x1 convolution whose output is
      * laid out one row per cell, as the quantiser wants it */
     const int N = B * m->G * m->G, K = c->codebook_size, C = c->channels;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int r = 0; r < N; r++) memcpy(m->logits + (size_t)r * K, m->logit_b, (size_t)K * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, N, K, C, 1.0f, h, N, m->logit_w, C, 1.0f,
                 m->logits, K);
@@ -471,7 +471,7 @@ static float kl_and_stats(dvae_t *m, int N, dvae_stats_t *st)
     nn_softmax_forward(m->q, m->logits, N, K);
     double kl = 0.0;
     const double logK = log((double)K);
-#pragma omp parallel for schedule(static) reduction(+ : kl)
+#pragma omp parallel for schedule(static) reduction(+ : kl) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *q = m->q + (size_t)n * K;
         for (int k = 0; k < K; k++)
@@ -517,7 +517,7 @@ float dvae_forward(dvae_t *m, const float *x, int B, const float *noise, float t
     decode_from_codes(m);
     const size_t n = (size_t)3 * B * c->image_size * c->image_size;
     double se = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : se)
+#pragma omp parallel for schedule(static) reduction(+ : se) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         double e = (double)m->xhat[i] - m->x[i];
         se += e * e;
@@ -546,7 +546,7 @@ void dvae_backward(dvae_t *m)
 
     /* mse */
     const float scale = 2.0f / (float)nimg;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nimg >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < nimg; i++) m->dxhat[i] = scale * (m->xhat[i] - m->x[i]);
 
     /* decoder, last layer first */
@@ -581,7 +581,7 @@ void dvae_backward(dvae_t *m)
     nn_gumbel_softmax_backward(m->dlogits, m->dy, m->y_soft, m->tau, N, K);
     if (c->kl_weight > 0) {
         const float w = c->kl_weight / (float)N, logK = logf((float)K);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
             const float *q = m->q + (size_t)n * K;
             float *d = m->dlogits + (size_t)n * K, mean = 0.0f;
@@ -636,7 +636,7 @@ void dvae_encode(dvae_t *m, const float *x, int B, int *tokens)
 {
     const int K = m->c.codebook_size, N = B * m->G * m->G;
     encode_logits(m, x, B);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *l = m->logits + (size_t)n * K;
         int best = 0;
@@ -651,7 +651,7 @@ void dvae_decode(dvae_t *m, const int *tokens, int B, float *images)
     const int D = m->c.code_dim, N = B * m->G * m->G, S = m->c.image_size;
     m->B = B;
     /* one-hot rows of the codebook: zT[:, n] = E[token n] */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)D * N >= NN_PARALLEL_MIN)
     for (int d = 0; d < D; d++)
         for (int n = 0; n < N; n++) m->zT[(size_t)d * N + n] = m->codebook[(size_t)tokens[n] * D + d];
     decode_from_codes(m);

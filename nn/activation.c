@@ -5,13 +5,13 @@
 
 void nn_relu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
         if (out[i] > 0.0f) din[i] += dout[i];
 }
@@ -20,7 +20,7 @@ void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
 
 void nn_gelu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -30,7 +30,7 @@ void nn_gelu_forward(float *out, const float *in, size_t n)
 
 void nn_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -43,6 +43,6 @@ void nn_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 
 void nn_add(float *out, const float *a, const float *b, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

@@ -20,7 +20,7 @@ void nn_adamw_step(float *param, const float *grad, float *m, float *v, size_t n
     const float bc2_sqrt = (float)sqrt(1.0 - pow((double)b2, (double)t));
     const float step = (float)((double)opt->lr / bc1);
     const float decay = (float)(1.0 - (double)opt->lr * opt->weight_decay);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i];
         float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -34,12 +34,12 @@ void nn_adamw_step(float *param, const float *grad, float *m, float *v, size_t n
 float nn_clip_grad_norm(float *grad, size_t n, float max_norm)
 {
     double ss = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ss)
+#pragma omp parallel for schedule(static) reduction(+ : ss) if (n >= NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) ss += (double)grad[i] * grad[i];
     float norm = (float)sqrt(ss);
     float coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) grad[i] *= coef;
     }
     return norm;

@@ -42,7 +42,7 @@ static void im2col(float *cols, const float *img, const window_t *g, int b0, int
 {
     const int KK = g->K * g->K, P = g->OH * g->OW;
     const size_t ncols = (size_t)nb * P;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)g->C * KK * ncols >= NN_PARALLEL_MIN)
     for (int r = 0; r < g->C * KK; r++) {
         const int c = r / KK, kh = r % KK / g->K, kw = r % g->K, s = g->s;
         int lo, hi;
@@ -76,7 +76,7 @@ static void col2im(float *img, const float *cols, const window_t *g, int b0, int
 {
     const int KK = g->K * g->K, P = g->OH * g->OW;
     const size_t ncols = (size_t)nb * P;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)g->C * KK * ncols >= NN_PARALLEL_MIN)
     for (int c = 0; c < g->C; c++) {
         for (int k = 0; k < KK; k++) {
             const int kh = k / g->K, kw = k % g->K, s = g->s;
@@ -113,7 +113,7 @@ static int chunk_images(size_t cols_per_image, int B)
 static float preload_bias(float *out, const float *b, int rows, size_t n, size_t ld)
 {
     if (!b) return 0.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)rows * n >= NN_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         float *o = out + (size_t)r * ld;
         for (size_t i = 0; i < n; i++) o[i] = b[r];
@@ -124,7 +124,7 @@ static float preload_bias(float *out, const float *b, int rows, size_t n, size_t
 /* db[r] += sum of row r of x [rows, n] */
 static void add_row_sums(float *db, const float *x, int rows, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)rows * n >= NN_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *row = x + (size_t)r * n;
         double acc = 0.0; /* B*H*W terms: tens of thousands */
@@ -276,7 +276,7 @@ void nn_convt2d_backward(float *din, float *dw, float *db, float *cols, const fl
 
 void nn_nchw_to_cnhw(float *out, const float *in, int B, int C, int HW)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * C * HW >= NN_PARALLEL_MIN)
     for (int c = 0; c < C; c++)
         for (int b = 0; b < B; b++)
             memcpy(out + ((size_t)c * B + b) * HW, in + ((size_t)b * C + c) * HW,
@@ -285,7 +285,7 @@ void nn_nchw_to_cnhw(float *out, const float *in, int B, int C, int HW)
 
 void nn_cnhw_to_nchw(float *out, const float *in, int B, int C, int HW)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * C * HW >= NN_PARALLEL_MIN)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
             memcpy(out + ((size_t)b * C + c) * HW, in + ((size_t)c * B + b) * HW,

@@ -8,7 +8,7 @@
 void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                           const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -31,7 +31,7 @@ void nn_layernorm_backward(float *din, float *dw, float *db, const float *dout,
 {
     /* din = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * w */
     if (din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
             const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = din + (size_t)n * C;
@@ -51,7 +51,7 @@ void nn_layernorm_backward(float *din, float *dw, float *db, const float *dout,
     if (!dw && !db) return;
     enum { BLOCK = 64 };
     int nblocks = (C + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int blk = 0; blk < nblocks; blk++) {
         int c0 = blk * BLOCK, c1 = c0 + BLOCK < C ? c0 + BLOCK : C;
         double aw[BLOCK] = {0}, ab[BLOCK] = {0}; /* N terms each */

@@ -11,7 +11,7 @@ void nn_linear_forward(float *out, const float *in, const float *w, const float 
      * out as a separate bias loop, and keeps the sgemm the only heavy call. */
     float beta = 0.0f;
     if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= NN_PARALLEL_MIN)
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
@@ -24,7 +24,7 @@ static void sum_rows_into(float *db, const float *dout, int N, int OC)
 {
     enum { BLOCK = 64 };
     int nblocks = (OC + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= NN_PARALLEL_MIN)
     for (int blk = 0; blk < nblocks; blk++) {
         int o0 = blk * BLOCK, o1 = o0 + BLOCK < OC ? o0 + BLOCK : OC;
         double acc[BLOCK] = {0}; /* N terms each */

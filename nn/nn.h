@@ -24,6 +24,10 @@
 
 /* ---------------------------------------------------------------- BLAS and threads */
 
+/* Loops over fewer values than this run on one thread: below it a parallel region
+ * costs more than it saves (and far more on a machine busy with other work). */
+#define NN_PARALLEL_MIN 32768
+
 /* The OpenBLAS core type this CPU should use, e.g. "SkylakeX", or NULL when the one
  * OpenBLAS picked (openblas_get_corename()) is already a good one. Debian's OpenBLAS
  * 0.3.21 detects some recent CPUs as old cores (Prescott: SSE3 kernels, 3-5x slower);

@@ -30,13 +30,13 @@ static void softmax_row_backward(float *din, const float *dy, const float *y, in
 
 void nn_softmax_forward(float *out, const float *in, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) softmax_row(out + (size_t)n * C, in + (size_t)n * C, C, 1.0f);
 }
 
 void nn_softmax_backward(float *din, const float *dout, const float *out, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++)
         softmax_row_backward(din + (size_t)n * C, dout + (size_t)n * C, out + (size_t)n * C, C,
                              1.0f);
@@ -46,7 +46,7 @@ float nn_cross_entropy_forward(float *probs, const float *logits, const int *tar
                                const float *weight, int ignore_index, int N, int C)
 {
     double loss = 0.0, wsum = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : loss, wsum)
+#pragma omp parallel for schedule(static) reduction(+ : loss, wsum) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * C;
         softmax_row(probs + (size_t)n * C, x, C, 1.0f);
@@ -71,7 +71,7 @@ void nn_cross_entropy_backward(float *dlogits, const float *probs, const int *ta
     for (int n = 0; n < N; n++)
         if (target[n] != ignore_index) wsum += weight ? weight[target[n]] : 1.0;
     if (wsum <= 0) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         int t = target[n];
         if (t == ignore_index) continue;
@@ -87,7 +87,7 @@ void nn_gumbel_softmax_forward(float *out, float *y_soft, const float *logits,
                                const float *noise, float tau, int hard, int N, int K)
 {
     const float inv_tau = 1.0f / tau;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * K;
         float *y = y_soft + (size_t)n * K;
@@ -116,7 +116,7 @@ void nn_gumbel_softmax_backward(float *dlogits, const float *dout, const float *
 {
     /* The straight-through estimator passes dout to y_soft unchanged, so the soft and
      * hard variants share this backward. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++)
         softmax_row_backward(dlogits + (size_t)n * K, dout + (size_t)n * K,
                              y_soft + (size_t)n * K, K, 1.0f / tau);

@@ -22,5 +22,9 @@ int cmd_wants_help(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 
 int cmd_tokenizer(int argc, char **argv); /* cmd_tokenizer.c */
+int cmd_dvae(int argc, char **argv);      /* cmd_dvae.c */
+int cmd_tokens(int argc, char **argv);    /* cmd_tokens.c: encode, decode, stats, atlas */
+int cmd_data(int argc, char **argv);      /* cmd_data.c: shapes, convert */
+int cmd_eval(int argc, char **argv);      /* cmd_eval.c: shapes */
 
 #endif

@@ -9,7 +9,11 @@
 
 const cmd_entry_t dallec_commands[] = {
     {"info", cmd_info, "configs, parameter counts and tensor table of a model file"},
+    {"dvae", cmd_dvae, "train the discrete VAE on an image folder"},
+    {"tokens", cmd_tokens, "images to dVAE token grids and back; codebook stats and atlas"},
     {"tokenizer", cmd_tokenizer, "train a text tokenizer on captions; encode and decode text"},
+    {"data", cmd_data, "make datasets: synthetic shapes scenes; convert images"},
+    {"eval", cmd_eval, "judge images against their prompts (shapes: per-attribute fidelity)"},
     {0, 0, 0},
 };
 

@@ -1,0 +1,514 @@
+/* The dVAE training loop: data prefetch, Gumbel noise, AdamW with warmup and cosine
+ * decay, held-out evaluation, previews and atomic checkpoints. */
+#include "dvae/dvae.h"
+
+#include "data/data.h"
+#include "nn/nn.h"
+#include "weights/weights.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+dvae_train_opts_t dvae_train_opts_default(void)
+{
+    dvae_train_opts_t o = {
+        .steps = 5000, .batch = 16, .lr = 1e-3f, .lr_min = 1e-4f, .warmup = 100,
+        .weight_decay = 0.0f, .grad_clip = 1.0f, .seed = 1,
+        .eval_every = 500, .eval_images = 256, .samples_every = 500,
+        .checkpoint_every = 0, .checkpoint_seconds = 300.0,
+    };
+    return o;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A 64-bit mix of several values: seeds for per-(step, chunk) random streams. */
+static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
+{
+    uint64_t h = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL);
+    h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL ^ (c * 0x94d049bb133111ebULL);
+    return h ^ (h >> 29);
+}
+
+/* ---------------------------------------------------------------- the run's state */
+
+typedef struct {
+    dvae_t *m;
+    ds_t *ds;
+    dvae_config_t cfg;
+    dvae_train_opts_t o;
+    const char *out_path;
+    char ckpt_path[1024], preview_path[1024];
+    long step;
+    float *adam_m, *adam_v;
+    float *noise;
+    /* double-buffered batches: the prefetch thread fills one while the step uses the
+     * other */
+    float *batch[2];
+    size_t *idx[2];
+    size_t *perm;
+    uint64_t perm_epoch;
+    pthread_t loader;
+    int loader_running, loader_rc;
+    char loader_err[256];
+    int loader_buf;
+} run_t;
+
+/* The training items of the batch for `step`: a fixed permutation per epoch, walked in
+ * order across steps, so the order depends only on (seed, step). */
+static void batch_indices(run_t *r, long step, size_t *idx)
+{
+    const size_t n = ds_count(r->ds, DS_TRAIN), B = (size_t)r->o.batch;
+    for (size_t j = 0; j < B; j++) {
+        uint64_t g = (uint64_t)step * B + j, epoch = g / n;
+        if (epoch != r->perm_epoch) {
+            ds_epoch_order(r->ds, DS_TRAIN, r->o.seed, epoch, r->perm);
+            r->perm_epoch = epoch;
+        }
+        idx[j] = r->perm[g % n];
+    }
+}
+
+typedef struct {
+    run_t *r;
+    int buf;
+} load_job_t;
+
+static load_job_t load_job;
+
+static void *load_batch(void *p)
+{
+    run_t *r = ((load_job_t *)p)->r;
+    int b = ((load_job_t *)p)->buf;
+    /* one decoding thread: the training step has the cores */
+    r->loader_rc = ds_batch_fill(r->ds, DS_TRAIN, r->idx[b], r->o.batch, r->batch[b], DS_NCHW,
+                                 NULL, 1, r->loader_err);
+    return NULL;
+}
+
+static int start_load(run_t *r, long step, int buf)
+{
+    batch_indices(r, step, r->idx[buf]);
+    load_job.r = r;
+    load_job.buf = buf;
+    r->loader_buf = buf;
+    if (pthread_create(&r->loader, NULL, load_batch, &load_job) != 0) {
+        load_batch(&load_job); /* no thread: load in place */
+        r->loader_running = 0;
+        return 0;
+    }
+    r->loader_running = 1;
+    return 0;
+}
+
+static int finish_load(run_t *r, char err[256])
+{
+    if (r->loader_running) pthread_join(r->loader, NULL);
+    r->loader_running = 0;
+    if (r->loader_rc) {
+        snprintf(err, 256, "%s", r->loader_err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Gumbel noise for a step, in chunks with their own streams so the result does not
+ * depend on the number of threads. */
+static void fill_noise(run_t *r, long step, size_t n)
+{
+    enum { CHUNKS = 64 };
+    size_t per = (n + CHUNKS - 1) / CHUNKS;
+#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
+    for (int c = 0; c < CHUNKS; c++) {
+        size_t lo = (size_t)c * per, hi = lo + per < n ? lo + per : n;
+        if (lo >= hi) continue;
+        nn_rng_t rng;
+        nn_rng_seed(&rng, mix(r->o.seed, (uint64_t)step, (uint64_t)c + 1));
+        nn_rng_fill_gumbel(&rng, r->noise + lo, hi - lo);
+    }
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static int put_int(wf_config_t *c, const char *k, int64_t v) { return wf_config_set_int(c, k, v); }
+static int put_float(wf_config_t *c, const char *k, double v) { return wf_config_set_float(c, k, v); }
+
+static int store_opts(const dvae_train_opts_t *o, long step, wf_config_t *c)
+{
+    return put_int(c, "train.step", step) || put_int(c, "train.steps", o->steps) ||
+           put_int(c, "train.batch", o->batch) || put_float(c, "train.lr", o->lr) ||
+           put_float(c, "train.lr_min", o->lr_min) || put_int(c, "train.warmup", o->warmup) ||
+           put_float(c, "train.weight_decay", o->weight_decay) ||
+           put_float(c, "train.grad_clip", o->grad_clip) ||
+           /* the seed's 64 bits as a signed integer, bit for bit */
+           put_int(c, "train.seed", (int64_t)o->seed) ||
+           put_int(c, "train.eval_every", o->eval_every) ||
+           put_int(c, "train.eval_images", o->eval_images) ||
+           put_int(c, "train.samples_every", o->samples_every) ||
+           put_int(c, "train.checkpoint_every", o->checkpoint_every) ||
+           put_float(c, "train.checkpoint_seconds", o->checkpoint_seconds);
+}
+
+static int get_i(const wf_config_t *c, const char *k, int64_t *v) { return wf_config_get_int(c, k, v); }
+
+static int read_opts(dvae_train_opts_t *o, long *step, const wf_config_t *c)
+{
+    int64_t i[9];
+    double f[6];
+    if (get_i(c, "train.step", &i[0]) || get_i(c, "train.steps", &i[1]) ||
+        get_i(c, "train.batch", &i[2]) || get_i(c, "train.warmup", &i[3]) ||
+        get_i(c, "train.seed", &i[4]) || get_i(c, "train.eval_every", &i[5]) ||
+        get_i(c, "train.eval_images", &i[6]) || get_i(c, "train.samples_every", &i[7]) ||
+        get_i(c, "train.checkpoint_every", &i[8]) ||
+        wf_config_get_float(c, "train.lr", &f[0]) || wf_config_get_float(c, "train.lr_min", &f[1]) ||
+        wf_config_get_float(c, "train.weight_decay", &f[2]) ||
+        wf_config_get_float(c, "train.grad_clip", &f[3]) ||
+        wf_config_get_float(c, "train.checkpoint_seconds", &f[4]))
+        return -1;
+    if (i[0] < 0 || i[1] < 1 || i[2] < 1 || i[2] > 4096 || i[0] > i[1]) return -1;
+    *step = (long)i[0];
+    o->steps = (long)i[1], o->batch = (int)i[2], o->warmup = (long)i[3];
+    o->seed = (uint64_t)i[4], o->eval_every = (long)i[5], o->eval_images = (int)i[6];
+    o->samples_every = (long)i[7], o->checkpoint_every = (long)i[8];
+    o->lr = (float)f[0], o->lr_min = (float)f[1], o->weight_decay = (float)f[2];
+    o->grad_clip = (float)f[3], o->checkpoint_seconds = f[4];
+    return 0;
+}
+
+/* Moments are stored as tensors "opt.m.NAME" and "opt.v.NAME" beside the parameters. */
+static int moment_name(char *out, size_t n, const char *which, const char *name)
+{
+    return snprintf(out, n, "opt.%s.%s", which, name) >= (int)n ? -1 : 0;
+}
+
+static int save_checkpoint(run_t *r, char err[256])
+{
+    wf_config_t *cfg = wf_config_create();
+    if (!cfg || dvae_config_store(&r->cfg, cfg) || store_opts(&r->o, r->step, cfg)) {
+        wf_config_free(cfg);
+        snprintf(err, 256, "%.200s: out of memory", r->ckpt_path);
+        return -1;
+    }
+    wf_writer_t *w;
+    int rc = wf_writer_open(&w, r->ckpt_path, cfg, 1, err);
+    wf_config_free(cfg);
+    if (rc) return -1;
+    if (dvae_write_tensors(r->m, w, err)) goto fail;
+    const float *base = dvae_params(r->m);
+    for (int i = 0; i < dvae_tensor_count(r->m); i++) {
+        dvae_tensor_t t = dvae_tensor(r->m, i);
+        int64_t shape[4];
+        for (int d = 0; d < t.ndim; d++) shape[d] = t.shape[d];
+        size_t off = (size_t)(t.data - base);
+        char name[128];
+        if (moment_name(name, sizeof name, "m", t.name) ||
+            wf_writer_add_tensor(w, name, WF_F32, t.ndim, shape, r->adam_m + off, err) ||
+            moment_name(name, sizeof name, "v", t.name) ||
+            wf_writer_add_tensor(w, name, WF_F32, t.ndim, shape, r->adam_v + off, err))
+            goto fail;
+    }
+    return wf_writer_close(w, err) ? -1 : 0;
+fail:
+    wf_writer_abort(w);
+    return -1;
+}
+
+static int load_checkpoint(run_t *r, const char *path, long steps_override, int *B,
+                           char err[256])
+{
+    wf_reader_t *rd;
+    if (wf_reader_open(&rd, path, err)) return -1;
+    const wf_config_t *cfg = wf_reader_config(rd);
+    if (dvae_config_read(&r->cfg, cfg, path, err)) goto fail;
+    if (read_opts(&r->o, &r->step, cfg)) {
+        snprintf(err, 256, "%s: not a dVAE training checkpoint (train.* settings missing or bad)", path);
+        goto fail;
+    }
+    if (steps_override > 0) {
+        if (steps_override < r->step) {
+            snprintf(err, 256, "%s: --steps %ld is below the checkpoint's step %ld", path,
+                     steps_override, r->step);
+            goto fail;
+        }
+        r->o.steps = steps_override;
+    }
+    *B = r->o.batch;
+    if (dvae_create(&r->m, &r->cfg, *B, err) || dvae_read_tensors(r->m, rd, err)) goto fail;
+    size_t np = dvae_param_count(r->m);
+    r->adam_m = malloc(np * sizeof(float));
+    r->adam_v = malloc(np * sizeof(float));
+    if (!r->adam_m || !r->adam_v) {
+        snprintf(err, 256, "%s: out of memory", path);
+        goto fail;
+    }
+    const float *base = dvae_params(r->m);
+    for (int i = 0; i < dvae_tensor_count(r->m); i++) {
+        dvae_tensor_t t = dvae_tensor(r->m, i);
+        int64_t shape[4];
+        for (int d = 0; d < t.ndim; d++) shape[d] = t.shape[d];
+        size_t off = (size_t)(t.data - base);
+        char name[128];
+        if (moment_name(name, sizeof name, "m", t.name) ||
+            wf_reader_load(rd, name, t.ndim, shape, r->adam_m + off, err) ||
+            moment_name(name, sizeof name, "v", t.name) ||
+            wf_reader_load(rd, name, t.ndim, shape, r->adam_v + off, err))
+            goto fail;
+    }
+    wf_reader_close(rd);
+    return 0;
+fail:
+    wf_reader_close(rd);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- evaluation, preview */
+
+/* Held-out images through argmax tokens and back: what generation will see. */
+static int evaluate(run_t *r, dvae_train_event_t *ev, char err[256])
+{
+    const int split = ds_count(r->ds, DS_HELDOUT) > 0 ? DS_HELDOUT : DS_TRAIN;
+    const size_t avail = ds_count(r->ds, split);
+    const int n = (size_t)r->o.eval_images < avail ? r->o.eval_images : (int)avail;
+    const int B = r->o.batch, S = r->cfg.image_size, G = dvae_grid_size(&r->cfg);
+    const int K = r->cfg.codebook_size;
+    const size_t per = (size_t)3 * S * S;
+    float *x = r->batch[r->loader_buf ^ 1], *xhat = malloc((size_t)B * per * sizeof(float));
+    int *tokens = malloc((size_t)B * G * G * sizeof(int));
+    long *hist = calloc((size_t)K, sizeof(long));
+    size_t *idx = malloc((size_t)B * sizeof(size_t));
+    if (!xhat || !tokens || !hist || !idx) {
+        free(xhat), free(tokens), free(hist), free(idx);
+        snprintf(err, 256, "evaluation: out of memory");
+        return -1;
+    }
+    double se = 0;
+    long cells = 0;
+    int rc = 0;
+    for (int i0 = 0; i0 < n && !rc; i0 += B) {
+        int nb = i0 + B <= n ? B : n - i0;
+        for (int j = 0; j < nb; j++) idx[j] = (size_t)(i0 + j);
+        if (ds_batch_fill(r->ds, split, idx, nb, x, DS_NCHW, NULL, 0, err)) {
+            rc = -1;
+            break;
+        }
+        dvae_encode(r->m, x, nb, tokens);
+        dvae_decode(r->m, tokens, nb, xhat);
+        for (size_t k = 0; k < (size_t)nb * per; k++) {
+            double e = (double)xhat[k] - x[k];
+            se += e * e;
+        }
+        for (int k = 0; k < nb * G * G; k++) hist[tokens[k]]++;
+        cells += (long)nb * G * G;
+    }
+    if (!rc) {
+        ev->eval_images = n;
+        ev->eval_mse = se / ((double)n * per);
+        /* pixels in [-1, 1]: the [0, 1] MSE is a quarter of it */
+        ev->eval_psnr = 10.0 * log10(1.0 / fmax(ev->eval_mse / 4.0, 1e-12));
+        double ent = 0;
+        int used = 0;
+        for (int k = 0; k < K; k++)
+            if (hist[k]) {
+                double p = (double)hist[k] / (double)cells;
+                ent -= p * log(p);
+                used++;
+            }
+        ev->eval_used_codes = used;
+        ev->eval_perplexity = exp(ent);
+    }
+    free(xhat), free(tokens), free(hist), free(idx);
+    return rc;
+}
+
+/* Up to 8 held-out originals in the top row, their reconstructions below. */
+static int write_preview(run_t *r, char err[256])
+{
+    const int split = ds_count(r->ds, DS_HELDOUT) > 0 ? DS_HELDOUT : DS_TRAIN;
+    int n = (int)ds_count(r->ds, split);
+    if (n > 8) n = 8;
+    if (n > r->o.batch) n = r->o.batch;
+    const int S = r->cfg.image_size, G = dvae_grid_size(&r->cfg);
+    const size_t per = (size_t)3 * S * S;
+    float *x = malloc((size_t)n * per * sizeof(float)), *xhat = malloc((size_t)n * per * sizeof(float));
+    int *tokens = malloc((size_t)n * G * G * sizeof(int));
+    img_t *tiles = calloc((size_t)2 * n, sizeof(img_t));
+    size_t idx[8];
+    int rc = -1;
+    if (!x || !xhat || !tokens || !tiles) {
+        snprintf(err, 256, "preview: out of memory");
+        goto done;
+    }
+    for (int j = 0; j < n; j++) idx[j] = (size_t)j;
+    if (ds_batch_fill(r->ds, split, idx, n, x, DS_NCHW, NULL, 0, err)) goto done;
+    dvae_encode(r->m, x, n, tokens);
+    dvae_decode(r->m, tokens, n, xhat);
+    for (int j = 0; j < 2 * n; j++) {
+        if (img_init(&tiles[j], S, S, err)) goto done;
+        img_from_planar(&tiles[j], (j < n ? x : xhat) + (size_t)(j % n) * per, (size_t)S * S);
+    }
+    img_t grid = {0};
+    if (img_grid(&grid, tiles, 2 * n, n, 2, err)) goto done;
+    rc = img_save_png(&grid, r->preview_path, NULL, 0, err) ? -1 : 0;
+    img_deinit(&grid);
+done:
+    if (tiles)
+        for (int j = 0; j < 2 * n; j++) img_deinit(&tiles[j]);
+    free(tiles), free(x), free(xhat), free(tokens);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static void free_run(run_t *r)
+{
+    if (r->loader_running) pthread_join(r->loader, NULL);
+    dvae_free(r->m);
+    free(r->adam_m), free(r->adam_v), free(r->noise), free(r->perm);
+    for (int b = 0; b < 2; b++) free(r->batch[b]), free(r->idx[b]);
+}
+
+static int emit(dvae_train_fn fn, void *ctx, dvae_train_event_t *ev)
+{
+    return fn ? fn(ev, ctx) : 0;
+}
+
+int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
+               const char *out_path, const char *resume_path, long steps_override,
+               dvae_train_fn on_event, void *ctx, char err[256])
+{
+    run_t r;
+    memset(&r, 0, sizeof r);
+    r.ds = ds;
+    r.out_path = out_path;
+    r.perm_epoch = UINT64_MAX;
+    if (snprintf(r.ckpt_path, sizeof r.ckpt_path, "%s.ckpt", out_path) >= (int)sizeof r.ckpt_path ||
+        snprintf(r.preview_path, sizeof r.preview_path, "%s.preview.png", out_path) >=
+            (int)sizeof r.preview_path) {
+        snprintf(err, 256, "output path too long");
+        return -1;
+    }
+    int B;
+    if (resume_path) {
+        if (load_checkpoint(&r, resume_path, steps_override, &B, err)) goto fail;
+    } else {
+        r.cfg = *cfg;
+        r.o = *opts;
+        if (steps_override > 0) r.o.steps = steps_override;
+        B = r.o.batch;
+        if (r.o.steps < 1 || B < 1) {
+            snprintf(err, 256, "steps and batch must be positive");
+            goto fail;
+        }
+        if (dvae_create(&r.m, &r.cfg, B, err)) goto fail;
+        dvae_init_params(r.m, r.o.seed);
+        size_t np = dvae_param_count(r.m);
+        r.adam_m = calloc(np, sizeof(float));
+        r.adam_v = calloc(np, sizeof(float));
+    }
+    if (ds_count(ds, DS_TRAIN) == 0) {
+        snprintf(err, 256, "no training images (all held out?)");
+        goto fail;
+    }
+    const int S = r.cfg.image_size, G = dvae_grid_size(&r.cfg), K = r.cfg.codebook_size;
+    const size_t ncell = (size_t)B * G * G, np = dvae_param_count(r.m);
+    r.noise = malloc(ncell * K * sizeof(float));
+    r.perm = malloc(ds_count(ds, DS_TRAIN) * sizeof(size_t));
+    for (int b = 0; b < 2; b++) {
+        r.batch[b] = malloc((size_t)B * 3 * S * S * sizeof(float));
+        r.idx[b] = malloc((size_t)B * sizeof(size_t));
+    }
+    if (!r.adam_m || !r.adam_v || !r.noise || !r.perm || !r.batch[0] || !r.batch[1] ||
+        !r.idx[0] || !r.idx[1]) {
+        snprintf(err, 256, "out of memory for batch %d", B);
+        goto fail;
+    }
+
+    nn_adamw_t adam = nn_adamw_default();
+    adam.weight_decay = r.o.weight_decay;
+    dvae_train_event_t ev;
+    double last_ckpt = now_s();
+    int stop = 0, cur = 0;
+    start_load(&r, r.step, cur);
+    while (r.step < r.o.steps && !stop) {
+        double t0 = now_s();
+        if (finish_load(&r, err)) goto fail;
+        double t1 = now_s();
+        const float *x = r.batch[cur];
+        if (r.step + 1 < r.o.steps) start_load(&r, r.step + 1, cur ^ 1);
+
+        memset(&ev, 0, sizeof ev);
+        ev.kind = DVAE_EV_STEP;
+        ev.tau = dvae_tau(&r.cfg, r.step);
+        ev.lr = nn_lr_schedule(r.step, r.o.warmup, r.o.steps, r.o.lr, r.o.lr_min);
+        fill_noise(&r, r.step, ncell * K);
+        float loss = dvae_forward(r.m, x, B, r.noise, ev.tau, &ev.stats);
+        if (!isfinite(loss)) {
+            snprintf(err, 256, "the loss became %s at step %ld; stopped (the last checkpoint, %.150s, is kept)",
+                     isnan(loss) ? "NaN" : "infinite", r.step + 1, r.ckpt_path);
+            goto fail;
+        }
+        dvae_zero_grad(r.m);
+        dvae_backward(r.m);
+        if (r.o.grad_clip > 0) nn_clip_grad_norm(dvae_grads(r.m), np, r.o.grad_clip);
+        adam.lr = ev.lr;
+        nn_adamw_step(dvae_params(r.m), dvae_grads(r.m), r.adam_m, r.adam_v, np, &adam,
+                      r.step + 1);
+        r.step++;
+        cur ^= 1;
+        ev.step = r.step;
+        ev.steps = r.o.steps;
+        ev.wait_seconds = t1 - t0;
+        ev.step_seconds = now_s() - t1;
+        stop |= emit(on_event, ctx, &ev);
+
+        const int last = r.step == r.o.steps;
+        if ((r.o.eval_every > 0 && r.step % r.o.eval_every == 0) || last) {
+            /* the next batch is then ready, and evaluation can use the idle buffer */
+            if (finish_load(&r, err)) goto fail;
+            memset(&ev, 0, sizeof ev);
+            ev.kind = DVAE_EV_EVAL;
+            ev.step = r.step, ev.steps = r.o.steps;
+            if (evaluate(&r, &ev, err)) goto fail;
+            stop |= emit(on_event, ctx, &ev);
+        }
+        if ((r.o.samples_every > 0 && r.step % r.o.samples_every == 0) || last) {
+            if (write_preview(&r, err)) goto fail;
+            memset(&ev, 0, sizeof ev);
+            ev.kind = DVAE_EV_PREVIEW;
+            ev.step = r.step, ev.steps = r.o.steps, ev.path = r.preview_path;
+            stop |= emit(on_event, ctx, &ev);
+        }
+        int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
+                                           : now_s() - last_ckpt >= r.o.checkpoint_seconds;
+        if (due || last || stop) {
+            if (save_checkpoint(&r, err)) goto fail;
+            last_ckpt = now_s();
+            memset(&ev, 0, sizeof ev);
+            ev.kind = DVAE_EV_CHECKPOINT;
+            ev.step = r.step, ev.steps = r.o.steps, ev.path = r.ckpt_path;
+            stop |= emit(on_event, ctx, &ev);
+        }
+    }
+    if (finish_load(&r, err)) goto fail;
+    if (r.step == r.o.steps) {
+        if (dvae_save(r.m, out_path, err)) goto fail;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = DVAE_EV_DONE;
+        ev.step = r.step, ev.steps = r.o.steps, ev.path = out_path;
+        emit(on_event, ctx, &ev);
+    }
+    free_run(&r);
+    return 0;
+fail:
+    free_run(&r);
+    return -1;
+}
