@@ -105,38 +105,18 @@ static double conv_flops(const nn_conv_dims_t *d, int transposed, int need_din)
     return 2.0 * macs * (need_din ? 3 : 2);
 }
 
-int main(int argc, char **argv)
+/* One pass over sgemm and every layer; the ratios to sgemm's GFLOP/s go to ratio[3]
+ * (linear, conv2d, convT2d) so several passes can be compared: the machine is noisy, and
+ * a ratio is only meaningful against the sgemm measured beside it. */
+static void run_pass(int do_linear, int do_conv, int reps, int print, double ratio[3])
 {
-    int threads = 2, reps = 20;
-    const char *only = "";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "-t") == 0) threads = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
-        else {
-            fprintf(stderr, "usage: bench-nn [-t THREADS] [-r REPS] [--only linear|conv]\n");
-            return 2;
-        }
-    }
-    if (threads < 1 || reps < 1) {
-        fprintf(stderr, "bench-nn: threads and repetitions must be positive\n");
-        return 2;
-    }
-    const int do_linear = strcmp(only, "conv") != 0, do_conv = strcmp(only, "linear") != 0;
-    if (!getenv("OPENBLAS_CORETYPE") && nn_blas_better_core())
-        fprintf(stderr, "note: OpenBLAS core %s is slow here; set OPENBLAS_CORETYPE=%s\n",
-                nn_blas_core(), nn_blas_better_core());
-    nn_set_threads(threads);
     nn_rng_t rng;
     nn_rng_seed(&rng, 1);
-    printf("bench-nn: OpenBLAS core %s, %d threads, median of %d\n", nn_blas_core(), threads,
-           reps);
-
     sgemm_ctx sg = {2048, randbuf(&rng, 2048 * 2048), randbuf(&rng, 2048 * 2048),
                     randbuf(&rng, 2048 * 2048)};
     double t_sgemm = time_median(run_sgemm, &sg, reps / 2 > 3 ? reps / 2 : 3);
     double sgemm_gflops = 2.0 * sg.n * sg.n * sg.n / t_sgemm / 1e9;
-    printf("%-34s %9.3f ms %8.1f GFLOP/s\n", "sgemm 2048x2048x2048", 1e3 * t_sgemm,
+    if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s\n", "sgemm 2048x2048x2048", 1e3 * t_sgemm,
            sgemm_gflops);
 
     /* gpt-train: batch 8, sequence 1 + 32 + 256 - 1 = 288, d = 256 */
@@ -158,12 +138,12 @@ int main(int argc, char **argv)
         lin_f += f;
         char label[64];
         snprintf(label, sizeof label, "linear %s %dx%d->%d", lin_name[i], N, C, OC);
-        printf("%-34s %9.3f ms %8.1f GFLOP/s\n", label, 1e3 * t, f / t / 1e9);
+        if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s\n", label, 1e3 * t, f / t / 1e9);
         free(l.in); free(l.w); free(l.b); free(l.out); free(l.dout); free(l.din); free(l.dw);
         free(l.db);
     }
     if (do_linear)
-        printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "linear fwd+bwd, gpt-train",
+        if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "linear fwd+bwd, gpt-train",
                1e3 * lin_t, lin_f / lin_t / 1e9, 100.0 * lin_f / lin_t / 1e9 / sgemm_gflops);
 
     /* dvae-train: batch 16, S 64, L 3, C 64, R 2, K 512, D 256 */
@@ -208,17 +188,73 @@ int main(int argc, char **argv)
         double f = conv_flops(d, c.transposed, c.need_din);
         if (c.transposed) { convt_t += t * repeat[i]; convt_f += f * repeat[i]; }
         else { conv_t += t * repeat[i]; conv_f += f * repeat[i]; }
-        printf("%-34s %9.3f ms %8.1f GFLOP/s\n", convs[i].name, 1e3 * t, f / t / 1e9);
+        if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s\n", convs[i].name, 1e3 * t, f / t / 1e9);
         free(c.in); free(c.din); free(c.out); free(c.dout); free(c.w); free(c.dw); free(c.b);
         free(c.db); free(c.cols); free(c.dcols);
     }
     if (do_conv) {
-    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "conv2d fwd+bwd, dvae-train",
+    if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "conv2d fwd+bwd, dvae-train",
            1e3 * conv_t, conv_f / conv_t / 1e9, 100.0 * conv_f / conv_t / 1e9 / sgemm_gflops);
-    printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "convT2d fwd+bwd, dvae-train",
+    if (print) printf("%-34s %9.3f ms %8.1f GFLOP/s = %.0f%% of sgemm\n", "convT2d fwd+bwd, dvae-train",
            1e3 * convt_t, convt_f / convt_t / 1e9,
            100.0 * convt_f / convt_t / 1e9 / sgemm_gflops);
     }
+    ratio[0] = lin_t > 0 ? lin_f / lin_t / 1e9 / sgemm_gflops : 0;
+    ratio[1] = conv_t > 0 ? conv_f / conv_t / 1e9 / sgemm_gflops : 0;
+    ratio[2] = convt_t > 0 ? convt_f / convt_t / 1e9 / sgemm_gflops : 0;
     free(sg.a); free(sg.b); free(sg.c);
+}
+
+static double bench_median3(double v[3])
+{
+    double a = v[0], b = v[1], c = v[2];
+    if (a > b) { double t = a; a = b; b = t; }
+    if (b > c) { double t = b; b = c; c = t; }
+    if (a > b) { double t = a; a = b; b = t; }
+    return b;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, reps = 20;
+    const char *only = "";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-t") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: bench-nn [-t THREADS] [-r REPS] [--only linear|conv]\n");
+            return 2;
+        }
+    }
+    if (threads < 1 || reps < 1) {
+        fprintf(stderr, "bench-nn: threads and repetitions must be positive\n");
+        return 2;
+    }
+    const int do_linear = strcmp(only, "conv") != 0, do_conv = strcmp(only, "linear") != 0;
+    if (!getenv("OPENBLAS_CORETYPE") && nn_blas_better_core())
+        fprintf(stderr, "note: OpenBLAS core %s is slow here; set OPENBLAS_CORETYPE=%s\n",
+                nn_blas_core(), nn_blas_better_core());
+    nn_set_threads(threads);
+    printf("bench-nn: OpenBLAS core %s, %d threads, median of %d\n", nn_blas_core(), threads,
+           reps);
+
+    const int passes = 3;
+    double r[3][3];
+    for (int p = 0; p < passes; p++) {
+        if (p) printf("\n");
+        printf("pass %d of %d\n", p + 1, passes);
+        run_pass(do_linear, do_conv, reps, 1, r[p]);
+    }
+    const char *what[3] = {"linear fwd+bwd, gpt-train", "conv2d fwd+bwd, dvae-train",
+                           "convT2d fwd+bwd, dvae-train"};
+    printf("\nmedian over %d passes of the share of sgemm's GFLOP/s measured beside it:\n",
+           passes);
+    for (int k = 0; k < 3; k++) {
+        if ((k == 0 && !do_linear) || (k > 0 && !do_conv)) continue;
+        double v[3] = {r[0][k], r[1][k], r[2][k]};
+        printf("  %-32s %.0f%%  (passes: %.0f%% %.0f%% %.0f%%)\n", what[k],
+               100.0 * bench_median3(v), 100.0 * r[0][k], 100.0 * r[1][k], 100.0 * r[2][k]);
+    }
     return 0;
 }
