@@ -30,26 +30,43 @@ static void print_usage(FILE *out)
 
 static int print_version(void)
 {
-    printf("dalle-c %s\nBLAS: OpenBLAS, core %s, %d threads\n", DALLEC_VERSION, nn_blas_core(),
-           nn_threads());
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("dalle-c %s\nBLAS: OpenBLAS, core %s, %d threads\nOpenMP: wait policy %s\n",
+           DALLEC_VERSION, nn_blas_core(), nn_threads(), wait ? wait : "default");
     return 0;
 }
 
-/* OpenBLAS picks its kernels when it loads, from the CPU it detects or from
- * OPENBLAS_CORETYPE. Where it detects this CPU as an older core (Debian's 0.3.21 calls
- * some recent Xeons "Prescott" and runs SSE3 kernels), re-exec once with the right core
- * set. The variable, once set, keeps this from looping; DALLEC_NO_REEXEC=1 opts out.
+/* Two settings are read only when a library loads, so they are fixed by setting them in
+ * the environment of a fresh exec of ourselves, once:
+ * - OpenBLAS picks its kernels from the CPU it detects or from OPENBLAS_CORETYPE; where
+ *   it detects this CPU as an older core (Debian's 0.3.21 calls some recent Xeons
+ *   "Prescott" and runs SSE3 kernels) we set the right core.
+ * - libgomp's threads spin at each barrier by default; on a machine doing anything else
+ *   a spinning thread holds a core its partner needs, and a training step took 1.7x as
+ *   long (bench-dvae under load). OMP_WAIT_POLICY=PASSIVE makes them sleep instead.
+ * A variable the user set is kept. DALLEC_NO_REEXEC=1 keeps everything as it is;
  * DALLEC_TEST_SLOW_BLAS=1 makes any core count as slow, so tests can exercise the
  * re-exec on machines where OpenBLAS already picks well. */
-static void reexec_for_fast_blas(char **argv)
+static void reexec_with_tuned_env(char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("DALLEC_NO_REEXEC")) return;
-    const char *core = getenv("DALLEC_TEST_SLOW_BLAS") ? nn_blas_preferred_core()
-                                                       : nn_blas_better_core();
-    if (!core) return;
-    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
+    if (getenv("DALLEC_NO_REEXEC")) return;
+    if (getenv("DALLEC_REEXECED")) {
+        unsetenv("DALLEC_REEXECED"); /* not inherited by anything we start */
+        return;
+    }
+    int change = 0;
+    if (!getenv("OPENBLAS_CORETYPE")) {
+        const char *core = getenv("DALLEC_TEST_SLOW_BLAS") ? nn_blas_preferred_core()
+                                                           : nn_blas_better_core();
+        if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) change = 1;
+    }
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") &&
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
+        change = 1;
+    if (!change || setenv("DALLEC_REEXECED", "1", 1) != 0) return;
     execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on with the slower kernels */
+    /* exec failed: carry on as we are */
+    unsetenv("DALLEC_REEXECED");
 }
 
 int cmd_wants_help(int argc, char **argv)
@@ -61,7 +78,7 @@ int cmd_wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    reexec_for_fast_blas(argv);
+    reexec_with_tuned_env(argv);
     if (argc < 2) {
         print_usage(stderr);
         return 2;

@@ -95,6 +95,19 @@ static void test_blas_core(const char *bin)
               core);
 }
 
+/* OMP_WAIT_POLICY=PASSIVE by default (pipeline/main.c says why), the user's own kept */
+static void test_wait_policy(const char *bin)
+{
+    char cmd[600], out[4096];
+    printf("OpenMP wait policy\n");
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u DALLEC_NO_REEXEC %s --version", bin);
+    check(run(cmd, out, sizeof out) == 0 && strstr(out, "wait policy PASSIVE"),
+          "the default is PASSIVE: got\n%s", out);
+    snprintf(cmd, sizeof cmd, "env OMP_WAIT_POLICY=ACTIVE %s --version", bin);
+    check(run(cmd, out, sizeof out) == 0 && strstr(out, "wait policy ACTIVE"),
+          "a policy the user set is kept: got\n%s", out);
+}
+
 static void test_progress_log(void)
 {
     printf("progress display, not a terminal\n");
@@ -136,6 +149,7 @@ int main(void)
     }
     test_exit_codes(bin);
     test_blas_core(bin);
+    test_wait_policy(bin);
     test_progress_log();
     return test_summary("test_cli_basics");
 }
