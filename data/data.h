@@ -271,6 +271,9 @@ size_t ds_count(const ds_t *ds, int split);
 /* Path relative to the root of item i of split. */
 const char *ds_name(const ds_t *ds, int split, size_t i);
 /* The folder given to ds_open (without trailing slashes). */
+/* The S and the held-out fraction the dataset was opened with. */
+int ds_image_size(const ds_t *ds);
+double ds_holdout(const ds_t *ds);
 const char *ds_root(const ds_t *ds);
 /* Images left out at open for having no caption (with require_captions). */
 size_t ds_uncaptioned(const ds_t *ds);

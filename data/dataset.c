@@ -265,6 +265,8 @@ const char *ds_name(const ds_t *ds, int split, size_t i)
 }
 
 const char *ds_root(const ds_t *ds) { return ds->root; }
+int ds_image_size(const ds_t *ds) { return ds->cfg.size; }
+double ds_holdout(const ds_t *ds) { return ds->cfg.holdout; }
 
 int ds_caption_count(const ds_t *ds, int split, size_t i)
 {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 typedef struct {
-    int image_size;       /* S: 32, 64, 128 or 256 */
+    int image_size;       /* S: 8..1024, divisible by 2^L (DESIGN's sizes: 32 to 256) */
     int layers;           /* L: stride-2 stages; grid G = S / 2^L */
     int channels;         /* C */
     int res_blocks;       /* R, in the encoder and again in the decoder */
@@ -152,6 +152,7 @@ typedef struct {
     int eval_used_codes;       /* distinct tokens over the held-out images */
     double eval_perplexity;    /* of the held-out token histogram */
     int eval_images;
+    int eval_heldout;          /* 1: held-out images; 0: none are held out, so training ones */
     const char *path;          /* DVAE_EV_CHECKPOINT, DVAE_EV_PREVIEW, DVAE_EV_DONE */
 } dvae_train_event_t;
 
@@ -161,10 +162,21 @@ typedef int (*dvae_train_fn)(const dvae_train_event_t *e, void *ctx);
 
 typedef struct ds ds_t;
 
+/* What a caller needs from a checkpoint before resuming it: the image size and the
+ * held-out fraction to open the dataset with, the batch, and where the run stands. */
+typedef struct {
+    int image_size, batch;
+    double holdout;
+    long step, steps;
+} dvae_checkpoint_info_t;
+int dvae_checkpoint_info(const char *path, dvae_checkpoint_info_t *info, char err[256]);
+
 /* Trains on ds (its images at the config's size) and writes out_path (the model),
  * out_path.ckpt (checkpoints: model, AdamW moments, step and options) and
  * out_path.preview.png. With resume_path, config and options come from that checkpoint
- * (steps_override > 0 changes the total) and the run continues from its step.
+ * (steps_override > 0 changes the total) and the run continues from its step; ds must
+ * then be opened with the checkpoint's size and held-out fraction (dvae_checkpoint_info),
+ * and always at the config's image size.
  * Returns 0, or -1 with err (a NaN loss stops the run and keeps the last checkpoint). */
 int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
                const char *out_path, const char *resume_path, long steps_override,

@@ -34,6 +34,8 @@ int dvae_config_check(const dvae_config_t *c, char err[256])
     else if (c->code_dim < 1 || c->code_dim > 4096) bad = "code dim must be in [1, 4096]";
     else if (!(c->tau_start > 0) || !(c->tau_min > 0)) bad = "temperatures must be positive";
     else if (!(c->tau_decay >= 0) || !(c->kl_weight >= 0)) bad = "tau decay and KL weight must be >= 0";
+    else if (4 * c->layers + 12 * c->res_blocks + 7 > 512)
+        bad = "too many layers: 4*layers + 12*res_blocks + 7 must be at most 512 tensors";
     if (bad) snprintf(err, 256, "dvae config: %s", bad);
     return bad ? -1 : 0;
 }
@@ -175,7 +177,9 @@ int dvae_create(dvae_t **out, const dvae_config_t *c, int max_batch, char err[25
     m->max_batch = max_batch;
     const int B = max_batch, S = c->image_size, L = c->layers, C = c->channels;
     const int R = c->res_blocks, K = c->codebook_size, D = c->code_dim, G = m->G;
-    if (2 * L + 2 * 6 * R + 7 > MAX_TENSORS) {
+    /* conv weights and biases: 2 per encoder and decoder stage, 6 per residual block in
+     * each half, and the logits, codebook, dec.in and dec.out (dvae_config_check) */
+    if (4 * L + 12 * R + 7 > MAX_TENSORS) {
         snprintf(err, 256, "dvae: too many layers");
         free(m);
         return -1;
@@ -195,7 +199,7 @@ int dvae_create(dvae_t **out, const dvae_config_t *c, int max_batch, char err[25
         goto oom;
 
     /* parameters, in the order of the tensor table */
-    static builder_t bld;
+    builder_t bld;
     memset(&bld, 0, sizeof bld);
     bld.m = m;
     char n[40];

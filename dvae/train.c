@@ -41,7 +41,7 @@ static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
 
 /* ---------------------------------------------------------------- the run's state */
 
-typedef struct {
+typedef struct run {
     dvae_t *m;
     ds_t *ds;
     dvae_config_t cfg;
@@ -58,6 +58,7 @@ typedef struct {
     size_t *perm;
     uint64_t perm_epoch;
     pthread_t loader;
+    struct load_job { struct run *r; int buf; } job;
     int loader_running, loader_rc;
     char loader_err[256];
     int loader_buf;
@@ -78,17 +79,10 @@ static void batch_indices(run_t *r, long step, size_t *idx)
     }
 }
 
-typedef struct {
-    run_t *r;
-    int buf;
-} load_job_t;
-
-static load_job_t load_job;
-
 static void *load_batch(void *p)
 {
-    run_t *r = ((load_job_t *)p)->r;
-    int b = ((load_job_t *)p)->buf;
+    run_t *r = ((struct load_job *)p)->r;
+    int b = ((struct load_job *)p)->buf;
     /* one decoding thread: the training step has the cores */
     r->loader_rc = ds_batch_fill(r->ds, DS_TRAIN, r->idx[b], r->o.batch, r->batch[b], DS_NCHW,
                                  NULL, 1, r->loader_err);
@@ -98,11 +92,11 @@ static void *load_batch(void *p)
 static int start_load(run_t *r, long step, int buf)
 {
     batch_indices(r, step, r->idx[buf]);
-    load_job.r = r;
-    load_job.buf = buf;
+    r->job.r = r;
+    r->job.buf = buf;
     r->loader_buf = buf;
-    if (pthread_create(&r->loader, NULL, load_batch, &load_job) != 0) {
-        load_batch(&load_job); /* no thread: load in place */
+    if (pthread_create(&r->loader, NULL, load_batch, &r->job) != 0) {
+        load_batch(&r->job); /* no thread: load in place */
         r->loader_running = 0;
         return 0;
     }
@@ -142,9 +136,9 @@ static void fill_noise(run_t *r, long step, size_t n)
 static int put_int(wf_config_t *c, const char *k, int64_t v) { return wf_config_set_int(c, k, v); }
 static int put_float(wf_config_t *c, const char *k, double v) { return wf_config_set_float(c, k, v); }
 
-static int store_opts(const dvae_train_opts_t *o, long step, wf_config_t *c)
+static int store_opts(const dvae_train_opts_t *o, long step, double holdout, wf_config_t *c)
 {
-    return put_int(c, "train.step", step) || put_int(c, "train.steps", o->steps) ||
+    return put_int(c, "train.step", step) || put_float(c, "train.holdout", holdout) || put_int(c, "train.steps", o->steps) ||
            put_int(c, "train.batch", o->batch) || put_float(c, "train.lr", o->lr) ||
            put_float(c, "train.lr_min", o->lr_min) || put_int(c, "train.warmup", o->warmup) ||
            put_float(c, "train.weight_decay", o->weight_decay) ||
@@ -193,7 +187,8 @@ static int moment_name(char *out, size_t n, const char *which, const char *name)
 static int save_checkpoint(run_t *r, char err[256])
 {
     wf_config_t *cfg = wf_config_create();
-    if (!cfg || dvae_config_store(&r->cfg, cfg) || store_opts(&r->o, r->step, cfg)) {
+    if (!cfg || dvae_config_store(&r->cfg, cfg) ||
+        store_opts(&r->o, r->step, ds_holdout(r->ds), cfg)) {
         wf_config_free(cfg);
         snprintf(err, 256, "%.200s: out of memory", r->ckpt_path);
         return -1;
@@ -270,6 +265,29 @@ fail:
     return -1;
 }
 
+int dvae_checkpoint_info(const char *path, dvae_checkpoint_info_t *info, char err[256])
+{
+    wf_reader_t *rd;
+    if (wf_reader_open(&rd, path, err)) return -1;
+    const wf_config_t *cfg = wf_reader_config(rd);
+    dvae_config_t c;
+    dvae_train_opts_t o;
+    int rc = -1;
+    if (dvae_config_read(&c, cfg, path, err)) goto done;
+    if (read_opts(&o, &info->step, cfg) ||
+        wf_config_get_float(cfg, "train.holdout", &info->holdout)) {
+        snprintf(err, 256, "%.160s: not a dVAE training checkpoint (train.* settings missing or bad)", path);
+        goto done;
+    }
+    info->image_size = c.image_size;
+    info->batch = o.batch;
+    info->steps = o.steps;
+    rc = 0;
+done:
+    wf_reader_close(rd);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- evaluation, preview */
 
 /* Held-out images through argmax tokens and back: what generation will see. */
@@ -278,6 +296,11 @@ static int evaluate(run_t *r, dvae_train_event_t *ev, char err[256])
     const int split = ds_count(r->ds, DS_HELDOUT) > 0 ? DS_HELDOUT : DS_TRAIN;
     const size_t avail = ds_count(r->ds, split);
     const int n = (size_t)r->o.eval_images < avail ? r->o.eval_images : (int)avail;
+    ev->eval_heldout = split == DS_HELDOUT;
+    if (n <= 0) {
+        snprintf(err, 256, "evaluation: no images to evaluate");
+        return -1;
+    }
     const int B = r->o.batch, S = r->cfg.image_size, G = dvae_grid_size(&r->cfg);
     const int K = r->cfg.codebook_size;
     const size_t per = (size_t)3 * S * S;
@@ -414,6 +437,21 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         r.adam_m = calloc(np, sizeof(float));
         r.adam_v = calloc(np, sizeof(float));
     }
+    if (ds_image_size(ds) != r.cfg.image_size) {
+        snprintf(err, 256, "the dataset was opened at %dx%d but the model is %dx%d",
+                 ds_image_size(ds), ds_image_size(ds), r.cfg.image_size, r.cfg.image_size);
+        goto fail;
+    }
+    if (resume_path) {
+        dvae_checkpoint_info_t info;
+        if (dvae_checkpoint_info(resume_path, &info, err)) goto fail;
+        if (info.holdout != ds_holdout(ds)) {
+            snprintf(err, 256, "the dataset was opened with held-out fraction %g but the run in "
+                     "the checkpoint used %g: the training set would differ",
+                     ds_holdout(ds), info.holdout);
+            goto fail;
+        }
+    }
     if (ds_count(ds, DS_TRAIN) == 0) {
         snprintf(err, 256, "no training images (all held out?)");
         goto fail;
@@ -452,13 +490,20 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         fill_noise(&r, r.step, ncell * K);
         float loss = dvae_forward(r.m, x, B, r.noise, ev.tau, &ev.stats);
         if (!isfinite(loss)) {
-            snprintf(err, 256, "the loss became %s at step %ld; stopped (the last checkpoint, %.150s, is kept)",
+            snprintf(err, 256, "the loss became %s at step %ld; stopped (the last checkpoint, %.100s, is kept)",
                      isnan(loss) ? "NaN" : "infinite", r.step + 1, r.ckpt_path);
             goto fail;
         }
         dvae_zero_grad(r.m);
         dvae_backward(r.m);
-        if (r.o.grad_clip > 0) nn_clip_grad_norm(dvae_grads(r.m), np, r.o.grad_clip);
+        float gnorm = nn_clip_grad_norm(dvae_grads(r.m), np,
+                                        r.o.grad_clip > 0 ? r.o.grad_clip : INFINITY);
+        if (!isfinite(gnorm)) {
+            snprintf(err, 256, "the gradients became %s at step %ld; stopped before the update "
+                     "(the last checkpoint, %.100s, is kept)",
+                     isnan(gnorm) ? "NaN" : "infinite", r.step + 1, r.ckpt_path);
+            goto fail;
+        }
         adam.lr = ev.lr;
         nn_adamw_step(dvae_params(r.m), dvae_grads(r.m), r.adam_m, r.adam_v, np, &adam,
                       r.step + 1);

@@ -32,7 +32,8 @@ int arg_u64(const char *cmd, const char *opt, const char *s, uint64_t *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-') {
+    /* digits only: strtoull would take " -5" and wrap it around */
+    if (errno || end == s || *end || s[0] < '0' || s[0] > '9') {
         fprintf(stderr, "%s: %s wants a whole number from 0 to 2^64-1, got '%s'\n", cmd, opt, s);
         return -1;
     }

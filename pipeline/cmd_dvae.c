@@ -73,6 +73,7 @@ typedef struct {
     progress_t bar;
     double compute_s, wait_s;
     long timed_steps;
+    int done;
 } ui_t;
 
 static int on_event(const dvae_train_event_t *e, void *ctx)
@@ -93,9 +94,10 @@ static int on_event(const dvae_train_event_t *e, void *ctx)
         break;
     case DVAE_EV_EVAL:
         progress_log(&ui->bar,
-                     "step %ld: held-out PSNR %.2f dB (mse %.5f) over %d images, %d codes "
+                     "step %ld: %s PSNR %.2f dB (mse %.5f) over %d images, %d codes "
                      "used, perplexity %.1f",
-                     e->step, e->eval_psnr, e->eval_mse, e->eval_images, e->eval_used_codes,
+                     e->step, e->eval_heldout ? "held-out" : "training (none held out)",
+                     e->eval_psnr, e->eval_mse, e->eval_images, e->eval_used_codes,
                      e->eval_perplexity);
         break;
     case DVAE_EV_PREVIEW:
@@ -104,6 +106,7 @@ static int on_event(const dvae_train_event_t *e, void *ctx)
         if (interrupted) progress_log(&ui->bar, "checkpoint saved to %s", e->path);
         break;
     case DVAE_EV_DONE:
+        ui->done = 1;
         progress_finish(&ui->bar, "");
         break;
     }
@@ -129,7 +132,7 @@ int cmd_dvae(int argc, char **argv)
     const char *dir = NULL, *out = NULL, *resume = NULL, *v;
     long steps = 0;
     double epochs = 0, holdout = 0.05;
-    int threads = 0;
+    int threads = 0, holdout_set = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define VALUE() if (!(v = arg_value(CMD, argc, argv, &i))) return 2
@@ -155,7 +158,7 @@ int cmd_dvae(int argc, char **argv)
         else if (strcmp(a, "--weight-decay") == 0) { VALUE(); if (arg_float(CMD, a, v, 0, 10, &o.weight_decay)) return 2; }
         else if (strcmp(a, "--clip") == 0) { VALUE(); if (arg_float(CMD, a, v, 0, 1e6, &o.grad_clip)) return 2; }
         else if (strcmp(a, "--seed") == 0) { VALUE(); if (arg_u64(CMD, a, v, &o.seed)) return 2; }
-        else if (strcmp(a, "--holdout") == 0) { VALUE(); if (arg_double(CMD, a, v, 0, 0.9, &holdout)) return 2; }
+        else if (strcmp(a, "--holdout") == 0) { VALUE(); if (arg_double(CMD, a, v, 0, 0.9, &holdout)) return 2; holdout_set = 1; }
         else if (strcmp(a, "--eval-every") == 0) { VALUE(); if (arg_long(CMD, a, v, 0, 1000000000L, &o.eval_every)) return 2; }
         else if (strcmp(a, "--eval-images") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 1000000, &o.eval_images)) return 2; }
         else if (strcmp(a, "--samples-every") == 0) { VALUE(); if (arg_long(CMD, a, v, 0, 1000000000L, &o.samples_every)) return 2; }
@@ -186,16 +189,22 @@ int cmd_dvae(int argc, char **argv)
     }
     if (threads) nn_set_threads(threads);
 
-    /* with --resume the image size comes from the checkpoint's model */
+    /* with --resume the image size, split and batch come from the checkpoint */
     int size = cfg.image_size;
     if (resume) {
-        dvae_t *probe;
-        if (dvae_load(&probe, resume, 1, err)) {
+        dvae_checkpoint_info_t info;
+        if (dvae_checkpoint_info(resume, &info, err)) {
             fprintf(stderr, "%s: %s\n", CMD, err);
             return 1;
         }
-        size = dvae_config(probe)->image_size;
-        dvae_free(probe);
+        if (holdout_set && holdout != info.holdout) {
+            fprintf(stderr, "%s: --holdout %g differs from the checkpoint's %g (the training "
+                    "set would change); leave it out when resuming\n", CMD, holdout, info.holdout);
+            return 2;
+        }
+        size = info.image_size;
+        holdout = info.holdout;
+        o.batch = info.batch;
     }
     ds_config_t dc = ds_config_default();
     dc.size = size;
@@ -238,7 +247,7 @@ int cmd_dvae(int argc, char **argv)
     if (ui.timed_steps)
         fprintf(stderr, "%s: %.1f ms per step computing, %.2f ms per step waiting for data\n",
                 CMD, 1e3 * ui.compute_s / ui.timed_steps, 1e3 * ui.wait_s / ui.timed_steps);
-    if (interrupted) {
+    if (interrupted && !ui.done) {
         fprintf(stderr, "%s: interrupted; resume with --resume %s.ckpt\n", CMD, out);
         return 130;
     }

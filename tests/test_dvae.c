@@ -120,6 +120,10 @@ static void test_bad_config(void)
     c.codebook_size = 1;
     check(dvae_create(&m, &c, 2, err) != 0, "K=1 is refused");
     c = dvae_config_default();
+    c.image_size = 64, c.layers = 6, c.res_blocks = 41; /* 4*6 + 12*41 + 7 = 523 tensors */
+    check(dvae_create(&m, &c, 1, err) != 0 && strstr(err, "too many layers"),
+          "a config with more tensors than the table holds is refused: %s", err);
+    c = dvae_config_default();
     check(dvae_tau(&c, 0) == c.tau_start && dvae_tau(&c, 100000000) == c.tau_min,
           "tau anneals from tau_start to tau_min");
 }

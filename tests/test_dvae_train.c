@@ -9,6 +9,7 @@
 #include "tests/testutil.h"
 #include "weights/weights.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,15 @@ static void test_library(const char *dir)
     struct stat st;
     check(stat(part, &st) != 0, "a stopped run writes no final model");
     check(stat(ckpt, &st) == 0, "a stopped run leaves its checkpoint");
+    ds_config_t other = dc;
+    other.holdout = 0.5;
+    ds_t *ds2;
+    if (ds_open(&ds2, dir, &other, err) == 0) {
+        rc = dvae_train(&c, &o, ds2, part, ckpt, 0, NULL, NULL, err);
+        check(rc != 0 && strstr(err, "held-out"),
+              "resuming over a different train/held-out split is refused: %s", err);
+        ds_close(ds2);
+    }
     rc = dvae_train(&c, &o, ds, part, ckpt, 0, NULL, NULL, err);
     check(rc == 0, "resumed run: %s", rc ? err : "");
     check(same_params(full, part), "stopped at step 13 and resumed == uninterrupted, bit for bit");
@@ -202,8 +212,12 @@ static void test_nan(const char *dir)
     check(stat(out, &st) != 0, "no final model is written");
     if (stat(ckpt, &st) == 0) {
         dvae_t *m;
-        check(dvae_load(&m, ckpt, 1, err) == 0, "the last checkpoint still loads: %s", err);
-        if (m) dvae_free(m);
+        if (check(dvae_load(&m, ckpt, 1, err) == 0, "the last checkpoint still loads: %s", err)) {
+            int finite = 1;
+            for (size_t i = 0; i < dvae_param_count(m); i++) finite &= isfinite(dvae_params(m)[i]);
+            check(finite, "the kept checkpoint's parameters are all finite");
+            dvae_free(m);
+        }
     }
     ds_close(ds);
 }

@@ -127,7 +127,7 @@ int check_close(const char *label, const float *got, const float *want, size_t n
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
     double floor_ = scale > 0 ? 1e-3 * scale : 1e-30;
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) finite = 0;
+        if (!isfinite(got[i]) || !isfinite(want[i])) finite = 0;
         double a = fabs((double)got[i] - want[i]);
         double r = a / fmax(fabs(want[i]), floor_);
         if (a > max_abs) max_abs = a;
@@ -189,7 +189,8 @@ int check_grad_fd(const char *label, fd_func_t f, void *ctx, float *x, const flo
         x[i] = x0;
         double fd = (fp - fm) / (2.0 * (double)h);
         double rel = fabs(fd - grad[i]) / fmax(fmax(fabs(fd), fabs(grad[i])), 1e-2 * gscale + 1e-6);
-        if (rel > max_rel) { max_rel = rel; worst = i; worst_fd = fd; }
+        if (!isfinite(fd) || !isfinite(grad[i])) rel = INFINITY; /* a NaN must fail */
+        if (!(rel <= max_rel)) { max_rel = rel; worst = i; worst_fd = fd; }
     }
     int ok = max_rel <= tol;
     printf("  %-28s finite-difference max rel err %.3g (tol %.0e) %s\n", label, max_rel, tol,
