@@ -3,6 +3,7 @@
  * forward+backward at dvae-train's, each as GFLOP/s beside OpenBLAS sgemm's own on a
  * large square product in the same run. Use it on a quiet machine.
  *   bench-nn [-t THREADS] [-r REPS] [--only linear|conv] */
+#include "bench/bench_common.h"
 #include "nn/nn.h"
 
 #include <cblas.h>
@@ -10,19 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static float *randbuf(nn_rng_t *r, size_t n)
 {
@@ -44,11 +32,11 @@ static double time_median(bench_fn f, void *ctx, int reps)
     f(ctx);
     f(ctx);
     for (int i = 0; i < reps; i++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         f(ctx);
-        t[i] = now_s() - t0;
+        t[i] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    qsort(t, (size_t)reps, sizeof(double), bench_cmp);
     double m = t[reps / 2];
     free(t);
     return m;

@@ -3,6 +3,7 @@
  * length T = 32 with 1 and with 2 threads (OpenMP over captions, one shared tok_t).
  * Reports the median of the runs; the target is under 2 s for 100,000 on 2 cores.
  *   bench-tokenizer [-n CAPTIONS] [-r REPS] [-t THREADS] */
+#include "bench/bench_common.h"
 #include "nn/nn.h"
 #include "tokenizer/tokenizer.h"
 
@@ -13,19 +14,6 @@
 #include <time.h>
 
 #define T_TEXT 32
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static const char *sizes[] = {"small", "large", "tiny", "big"};
 static const char *colors[] = {"red", "green", "blue", "yellow", "purple", "orange", "black",
@@ -95,12 +83,12 @@ int main(int argc, char **argv)
     char err[256], *model = NULL;
     size_t model_len = 0;
     tok_train_config_t cfg = tok_train_config_default();
-    double t0 = now_s();
+    double t0 = bench_now();
     if (tok_train_captions((const char *const *)caps, (size_t)n, &cfg, &model, &model_len, err) != 0) {
         fprintf(stderr, "bench-tokenizer: %s\n", err);
         return 1;
     }
-    double t_train = now_s() - t0;
+    double t_train = bench_now() - t0;
     tok_t *tok = tok_create(model, model_len, err);
     if (!tok) {
         fprintf(stderr, "bench-tokenizer: %s\n", err);
@@ -119,16 +107,16 @@ int main(int argc, char **argv)
         double *t = malloc((size_t)reps * sizeof *t);
         int failures = 0;
         for (int rep = 0; rep < reps; rep++) {
-            double s = now_s();
+            double s = bench_now();
 #pragma omp parallel for num_threads(th) schedule(dynamic, 256) reduction(+ : failures)
             for (int i = 0; i < n; i++) {
                 char e[256];
                 if (tok_encode_fixed(tok, caps[i], ids + (size_t)i * T_TEXT, T_TEXT, e) < 0) failures++;
             }
-            t[rep] = now_s() - s;
+            t[rep] = bench_now() - s;
             if (memcmp(ids, ref, (size_t)n * T_TEXT * sizeof *ids) != 0) failures++;
         }
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        qsort(t, (size_t)reps, sizeof *t, bench_cmp);
         char label[64];
         snprintf(label, sizeof label, "encode to T=%d, %d thread%s", T_TEXT, th, th > 1 ? "s" : "");
         printf("%-36s %9.3f s  %8.0f captions/s  %.2f us/caption%s\n", label, t[reps / 2],

@@ -178,10 +178,25 @@ static int read_opts(dvae_train_opts_t *o, long *step, const wf_config_t *c)
     return 0;
 }
 
-/* Moments are stored as tensors "opt.m.NAME" and "opt.v.NAME" beside the parameters. */
-static int moment_name(char *out, size_t n, const char *which, const char *name)
+/* The AdamW moments are stored as tensors "opt.m.NAME" and "opt.v.NAME" beside the
+ * parameters: moment i is the first moment of parameter tensor i/2 when i is even, the
+ * second when odd. */
+typedef struct {
+    char name[128];
+    int ndim;
+    int64_t shape[4];
+    float *data;
+} moment_t;
+
+static int moment_at(run_t *r, int i, moment_t *mt)
 {
-    return snprintf(out, n, "opt.%s.%s", which, name) >= (int)n ? -1 : 0;
+    dvae_tensor_t t = dvae_tensor(r->m, i / 2);
+    size_t off = (size_t)(t.data - dvae_params(r->m));
+    mt->ndim = t.ndim;
+    for (int d = 0; d < t.ndim; d++) mt->shape[d] = t.shape[d];
+    mt->data = (i % 2 ? r->adam_v : r->adam_m) + off;
+    int n = snprintf(mt->name, sizeof mt->name, "opt.%s.%s", i % 2 ? "v" : "m", t.name);
+    return n >= (int)sizeof mt->name ? -1 : 0;
 }
 
 static int save_checkpoint(run_t *r, char err[256])
@@ -198,17 +213,10 @@ static int save_checkpoint(run_t *r, char err[256])
     wf_config_free(cfg);
     if (rc) return -1;
     if (dvae_write_tensors(r->m, w, err)) goto fail;
-    const float *base = dvae_params(r->m);
-    for (int i = 0; i < dvae_tensor_count(r->m); i++) {
-        dvae_tensor_t t = dvae_tensor(r->m, i);
-        int64_t shape[4];
-        for (int d = 0; d < t.ndim; d++) shape[d] = t.shape[d];
-        size_t off = (size_t)(t.data - base);
-        char name[128];
-        if (moment_name(name, sizeof name, "m", t.name) ||
-            wf_writer_add_tensor(w, name, WF_F32, t.ndim, shape, r->adam_m + off, err) ||
-            moment_name(name, sizeof name, "v", t.name) ||
-            wf_writer_add_tensor(w, name, WF_F32, t.ndim, shape, r->adam_v + off, err))
+    for (int i = 0; i < 2 * dvae_tensor_count(r->m); i++) {
+        moment_t mt;
+        if (moment_at(r, i, &mt) ||
+            wf_writer_add_tensor(w, mt.name, WF_F32, mt.ndim, mt.shape, mt.data, err))
             goto fail;
     }
     return wf_writer_close(w, err) ? -1 : 0;
@@ -245,17 +253,10 @@ static int load_checkpoint(run_t *r, const char *path, long steps_override, int 
         snprintf(err, 256, "%s: out of memory", path);
         goto fail;
     }
-    const float *base = dvae_params(r->m);
-    for (int i = 0; i < dvae_tensor_count(r->m); i++) {
-        dvae_tensor_t t = dvae_tensor(r->m, i);
-        int64_t shape[4];
-        for (int d = 0; d < t.ndim; d++) shape[d] = t.shape[d];
-        size_t off = (size_t)(t.data - base);
-        char name[128];
-        if (moment_name(name, sizeof name, "m", t.name) ||
-            wf_reader_load(rd, name, t.ndim, shape, r->adam_m + off, err) ||
-            moment_name(name, sizeof name, "v", t.name) ||
-            wf_reader_load(rd, name, t.ndim, shape, r->adam_v + off, err))
+    for (int i = 0; i < 2 * dvae_tensor_count(r->m); i++) {
+        moment_t mt;
+        if (moment_at(r, i, &mt) ||
+            wf_reader_load(rd, mt.name, mt.ndim, mt.shape, mt.data, err))
             goto fail;
     }
     wf_reader_close(rd);

@@ -10,18 +10,15 @@
 #include <strings.h>
 #include <sys/wait.h>
 
-/* Runs a shell command line, captures up to n-1 bytes of stdout+stderr; returns the
- * exit status (or -1). */
+/* Runs a command line with stderr joined to stdout, keeping up to n-1 bytes of it. */
 static int run(const char *cmdline, char *out, size_t n)
 {
-    char full[1024];
+    char full[1024], *text;
     snprintf(full, sizeof full, "%s 2>&1", cmdline);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int st = test_run(full, &text);
+    snprintf(out, n, "%s", text ? text : "");
+    free(text);
+    return st;
 }
 
 static void test_exit_codes(const char *bin)

@@ -22,23 +22,6 @@ static char tmp[512];
 
 /* Runs cmd through the shell; its stdout is returned in *out (malloc'd). Exit status,
  * or -1 when it could not run. */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (cap - n < 2) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void expect_exit(int want, const char *fmt, ...)
 {
@@ -47,7 +30,7 @@ static void expect_exit(int want, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    int got = run(cmd, NULL);
+    int got = test_run(cmd, NULL);
     if (check(got == want, "exit %d, want %d: %s", got, want, cmd))
         printf("  exit %d: %s\n", got, strstr(cmd, "tokenizer"));
 }
@@ -168,7 +151,7 @@ int main(void)
     printf("dalle-c tokenizer train\n");
     snprintf(cmd, sizeof cmd, "%s tokenizer train %s -o %s --vocab 800", bin, caps, model);
     char *out = NULL;
-    check(run(cmd, &out) == 0, "%s failed", cmd);
+    check(test_run(cmd, &out) == 0, "%s failed", cmd);
     printf("  %s", out);
     free(out);
     char err_file[600];
@@ -180,21 +163,21 @@ int main(void)
     printf("ids and pieces: spm_encode vs dalle-c vs tok_encode\n");
     char *spm_ids = NULL, *cli_ids = NULL, *spm_pieces = NULL, *cli_pieces = NULL;
     snprintf(cmd, sizeof cmd, SPM_ENCODE " --model=%s --output_format=id < %s", model, texts);
-    check(run(cmd, &spm_ids) == 0, "%s failed", cmd);
+    check(test_run(cmd, &spm_ids) == 0, "%s failed", cmd);
     snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --ids --input %s 2>%s", bin, model, texts,
              err_file);
-    check(run(cmd, &cli_ids) == 0, "%s failed", cmd);
+    check(test_run(cmd, &cli_ids) == 0, "%s failed", cmd);
     char *lib_ids = library_ids(t, texts);
     compare("spm_encode ids == dalle-c tokenizer encode", spm_ids, cli_ids, n_texts);
     compare("spm_encode ids == tok_encode", spm_ids, lib_ids, n_texts);
     snprintf(cmd, sizeof cmd, SPM_ENCODE " --model=%s --output_format=piece < %s", model, texts);
-    check(run(cmd, &spm_pieces) == 0, "%s failed", cmd);
+    check(test_run(cmd, &spm_pieces) == 0, "%s failed", cmd);
     snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --pieces --input %s 2>/dev/null", bin, model, texts);
-    check(run(cmd, &cli_pieces) == 0, "%s failed", cmd);
+    check(test_run(cmd, &cli_pieces) == 0, "%s failed", cmd);
     compare("spm_encode pieces == dalle-c pieces", spm_pieces, cli_pieces, n_texts);
     snprintf(cmd, sizeof cmd, "cat %s", err_file);
     char *warn = NULL;
-    run(cmd, &warn);
+    test_run(cmd, &warn);
     check(count_lines(warn) == 1 && strstr(warn, "invalid UTF-8"),
           "want one invalid-UTF-8 warning, stderr was: %s", warn);
     printf("  stderr: %s", warn);
@@ -208,7 +191,7 @@ int main(void)
     printf("fixed length through the CLI: one warning for several cut captions\n");
     snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --ids --length 4 --input %s 2>%s", bin,
              model, texts, err_file);
-    check(run(cmd, &out) == 0, "%s failed", cmd);
+    check(test_run(cmd, &out) == 0, "%s failed", cmd);
     check(count_lines(out) == n_texts, "--length 4 printed %d lines", count_lines(out));
     int bad_lines = 0, spaces = 0; /* every line: exactly 4 ids */
     for (const char *c = out; *c; c++) {
@@ -221,7 +204,7 @@ int main(void)
     check(bad_lines == 0, "--length 4: %d lines without exactly 4 ids:\n%s", bad_lines, out);
     free(out);
     snprintf(cmd, sizeof cmd, "cat %s", err_file);
-    run(cmd, &warn);
+    test_run(cmd, &warn);
     check(count_lines(warn) == 2 && strstr(warn, "T = 4") && strstr(warn, "invalid UTF-8"),
           "want one truncation and one UTF-8 warning, stderr was: %s", warn);
     printf("  stderr: %s", warn);
@@ -229,11 +212,11 @@ int main(void)
 
     printf("decode\n");
     snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --ids 'Two Red Hearts 😍 赤い円'", bin, model);
-    check(run(cmd, &out) == 0, "%s failed", cmd);
+    check(test_run(cmd, &out) == 0, "%s failed", cmd);
     out[strcspn(out, "\n")] = 0;
     char *dec = NULL;
     snprintf(cmd, sizeof cmd, "%s tokenizer decode -m %s %s", bin, model, out);
-    check(run(cmd, &dec) == 0 && strcmp(dec, "two red hearts 😍 赤い円\n") == 0,
+    check(test_run(cmd, &dec) == 0 && strcmp(dec, "two red hearts 😍 赤い円\n") == 0,
           "decode of [%s] gave \"%s\"", out, dec ? dec : "");
     printf("  %s -> %s", out, dec ? dec : "\n");
     free(out);
@@ -244,7 +227,7 @@ int main(void)
     snprintf(foreign, sizeof foreign, "%s/foreign", tmp);
     snprintf(cmd, sizeof cmd, SPM_TRAIN " --input=%s --model_prefix=%s --vocab_size=300 --hard_vocab_limit=false "
              "--minloglevel=2 >/dev/null 2>&1", caps, foreign);
-    check(run(cmd, NULL) == 0, "%s failed", cmd);
+    check(test_run(cmd, NULL) == 0, "%s failed", cmd);
     strcat(foreign, ".model");
     tok_t *f = tok_load(foreign, err);
     if (check(f != NULL, "loading %s: %s", foreign, err)) {
@@ -252,7 +235,7 @@ int main(void)
               "foreign specials pad %d unk %d bos %d", tok_pad_id(f), tok_unk_id(f), tok_bos_id(f));
         char *a = NULL, *b = library_ids(f, texts);
         snprintf(cmd, sizeof cmd, SPM_ENCODE " --model=%s --output_format=id < %s", foreign, texts);
-        run(cmd, &a);
+        test_run(cmd, &a);
         compare("foreign model: spm_encode ids == tok_encode", a, b, n_texts);
         free(a);
         free(b);
@@ -276,9 +259,9 @@ int main(void)
     if (check(st == WF_OK, "writing %s: %s", mf, err)) {
         char *a = NULL, *b = NULL;
         snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --ids --input %s 2>/dev/null", bin, model, texts);
-        run(cmd, &a);
+        test_run(cmd, &a);
         snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s --ids --input %s 2>/dev/null", bin, mf, texts);
-        check(run(cmd, &b) == 0, "%s failed", cmd);
+        check(test_run(cmd, &b) == 0, "%s failed", cmd);
         compare("model file == .model", a, b ? b : "", n_texts);
         free(a);
         free(b);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <ftw.h>
 #include <unistd.h>
 
@@ -208,4 +209,43 @@ const char *test_tmpdir(void)
         mkdir(tmpdir, 0700);
     }
     return tmpdir;
+}
+
+int test_run(const char *cmdline, char **out)
+{
+    if (out) *out = NULL;
+    FILE *p = popen(cmdline, "r");
+    if (!p) return -1;
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap);
+    if (!buf) {
+        pclose(p);
+        return -1;
+    }
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (cap - n < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) break;
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    buf[n] = 0;
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void test_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        check(0, "cannot write %s", path);
+        return;
+    }
+    int ok = fputs(text, f) >= 0;
+    ok &= fclose(f) == 0;
+    check(ok, "write %s", path);
 }

@@ -57,6 +57,13 @@ typedef double (*fd_func_t)(void *ctx);
 int check_grad_fd(const char *label, fd_func_t f, void *ctx, float *x, const float *grad,
                   size_t n, int max_probes, float h, double tol);
 
+/* Runs a shell command line. When out is not NULL, *out receives what it printed on
+ * stdout (add 2>&1 to the line for stderr too), malloc'd and NUL-terminated; the caller
+ * frees it. Returns the exit status, or -1 when it could not run or died by a signal. */
+int test_run(const char *cmdline, char **out);
+/* Writes text to path; counts a failure when it cannot. */
+void test_write_file(const char *path, const char *text);
+
 /* A scratch directory of this test process ($TMPDIR or /tmp), removed with everything
  * in it by test_summary. */
 const char *test_tmpdir(void);
