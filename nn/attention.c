@@ -2,6 +2,7 @@
  * head) pair per task, each pair's products through single-threaded sgemm calls
  * (OpenBLAS runs one thread when called inside an OpenMP parallel region). */
 #include "nn/nn.h"
+#include "nn/nn_math.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -24,7 +25,7 @@ void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T
             float *row = a + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
             for (int j = 0; j <= t; j++) mx = fmaxf(mx, row[j]);
             for (int j = 0; j <= t; j++) {
-                row[j] = expf(row[j] - mx);
+                row[j] = nn_expf(row[j] - mx);
                 sum += row[j];
             }
             float inv = 1.0f / sum;

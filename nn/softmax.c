@@ -1,6 +1,7 @@
 /* Softmax, cross-entropy and the Gumbel-softmax quantiser: all row-wise over the last
  * dimension. */
 #include "nn/nn.h"
+#include "nn/nn_math.h"
 
 #include <math.h>
 #include <string.h>
@@ -12,7 +13,7 @@ static void softmax_row(float *out, const float *x, int n, float scale)
     for (int i = 0; i < n; i++) mx = fmaxf(mx, x[i] * scale);
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
-        out[i] = expf(x[i] * scale - mx);
+        out[i] = nn_expf(x[i] * scale - mx);
         sum += out[i];
     }
     float inv = 1.0f / sum;
