@@ -13,6 +13,7 @@ const cmd_entry_t dallec_commands[] = {
     {"tokens", cmd_tokens, "images to dVAE token grids and back; codebook stats and atlas"},
     {"tokenizer", cmd_tokenizer, "train a text tokenizer on captions; encode and decode text"},
     {"data", cmd_data, "make datasets: synthetic shapes scenes; convert images"},
+    {"train", cmd_gpt_train, "train the transformer on captioned images (with a dVAE): the full model"},
     {"eval", cmd_eval, "judge images against their prompts (shapes: per-attribute fidelity)"},
     {0, 0, 0},
 };

@@ -1,0 +1,91 @@
+#!/bin/sh
+# The shapes acceptance run (DESIGN.md, issue 7): synthetic shapes set -> dVAE ->
+# transformer -> generation -> `dalle-c eval shapes`, sized to train in under 30 minutes
+# on 2 cores (about 7 minutes of dVAE and 18 of transformer on an idle 2-core machine).
+#
+#   scripts/train-shapes.sh WORKDIR
+#
+# Writes into WORKDIR (created): shapes/ (training set, with held-out combinations),
+# prompts/ (another seed's scenes: in-distribution test prompts), shapes.dvae,
+# shapes.dalle (the model) with .ckpt, .tokens and .samples.png beside it, gen-in/ and
+# gen-heldout/ (generated images with their prompts) and eval-*.txt (the evaluator's
+# reports). Steps already done are skipped when their output exists, so a stopped run
+# can be restarted; an interrupted training resumes from its checkpoint.
+#
+# Environment (defaults in brackets) to scale it, e.g. a smoke test in seconds:
+#   COUNT=200 DVAE_STEPS=30 GPT_STEPS=30 PROMPTS=16 scripts/train-shapes.sh /tmp/s
+#   DALLEC      the dalle-c binary [build/dalle-c]
+#   THREADS     [2]          SIZE  image side [32]        COUNT  training images [4000]
+#   HOLDOUT     held-out combinations ["green triangle,red star"]
+#   DVAE_STEPS  [1500]       GPT_STEPS [4000]             PROMPTS in-distribution prompts [100]
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:?usage: scripts/train-shapes.sh WORKDIR}
+bin=${DALLEC:-$here/build/dalle-c}
+threads=${THREADS:-2}
+size=${SIZE:-32}
+count=${COUNT:-4000}
+holdout=${HOLDOUT:-green triangle,red star}
+dvae_steps=${DVAE_STEPS:-1500}
+gpt_steps=${GPT_STEPS:-4000}
+prompts=${PROMPTS:-100}
+
+[ -x "$bin" ] || { echo "train-shapes: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
+mkdir -p "$work"
+cd "$work"
+start=$(date +%s)
+stamp() { echo "== $(($(date +%s) - start))s: $*"; }
+
+if [ ! -d shapes ]; then
+    stamp "data shapes: $count images of ${size}x$size, holding out: $holdout"
+    "$bin" data shapes shapes --count "$count" --size "$size" --seed 1 --holdout "$holdout" -t "$threads"
+fi
+if [ ! -d prompts ]; then
+    # another seed, the same holdout: scenes the model has not seen, in combinations it has
+    "$bin" data shapes prompts --count "$prompts" --size "$size" --seed 2 --holdout "$holdout" -t "$threads"
+fi
+head -qn1 prompts/[0-9]*.txt > prompts-in.txt  # not holdout_prompts.txt
+
+if [ ! -f shapes.dvae ]; then
+    stamp "dvae train: $dvae_steps steps"
+    resume=""
+    [ -f shapes.dvae.ckpt ] && resume="--resume shapes.dvae.ckpt"
+    # shellcheck disable=SC2086
+    "$bin" dvae train shapes -o shapes.dvae --size "$size" --layers 2 --channels 64 \
+        --res-blocks 1 --codebook 128 --code-dim 64 --batch 32 --steps "$dvae_steps" \
+        --lr 2e-3 --eval-every 250 --samples-every 250 -t "$threads" $resume
+fi
+
+if [ ! -f shapes.dalle ]; then
+    stamp "train: $gpt_steps steps"
+    if [ -f shapes.dalle.ckpt ]; then
+        "$bin" train shapes -o shapes.dalle --resume shapes.dalle.ckpt -t "$threads"
+    else
+        "$bin" train shapes --dvae shapes.dvae -o shapes.dalle --text-len 20 --layers 4 \
+            --heads 4 --embd 128 --batch 32 --steps "$gpt_steps" --lr 1e-3 --lr-min 1e-4 \
+            --warmup 200 --eval-every 250 --samples-every 500 --checkpoint-every 250 \
+            -t "$threads"
+    fi
+fi
+stamp "training done"
+"$bin" info shapes.dalle --no-verify | sed -n '1,/^parameters/d; /^tensors/q; p'
+
+generate() {  # generate PROMPTS_FILE OUT_DIR
+    rm -rf "$2"
+    if ! "$bin" --prompts "$1" -o "$2" -m shapes.dalle --seed 1 -t "$threads" -q; then
+        echo "train-shapes: generation failed (is \`dalle-c --prompts\` built yet?)" >&2
+        exit 1
+    fi
+}
+stamp "generating $(wc -l < prompts-in.txt) in-distribution prompts"
+generate prompts-in.txt gen-in
+"$bin" eval shapes gen-in > eval-in.txt || true
+if [ -s shapes/holdout_prompts.txt ]; then
+    stamp "generating $(wc -l < shapes/holdout_prompts.txt) held-out prompts"
+    generate shapes/holdout_prompts.txt gen-heldout
+    "$bin" eval shapes gen-heldout > eval-heldout.txt || true
+fi
+stamp "done"
+echo "in-distribution: $(tail -n1 eval-in.txt)"
+[ -f eval-heldout.txt ] && echo "held-out:        $(tail -n1 eval-heldout.txt)"
+echo "acceptance: prompts_ok >= 0.80 on in-distribution prompts"
