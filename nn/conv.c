@@ -57,12 +57,15 @@ static void im2col(float *cols, const float *img, const window_t *g, int b0, int
                     memset(d, 0, (size_t)g->OW * sizeof(float));
                     continue;
                 }
-                const float *row = src + (size_t)ih * g->W - g->p + kw;
+                /* input column of output column ow: ow*s + off, inside the row for
+                 * ow in [lo, hi) */
+                const float *row = src + (size_t)ih * g->W;
+                const int off = kw - g->p;
                 for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;
-                if (s == 1)
-                    memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof(float));
+                if (s == 1 && hi > lo)
+                    memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof(float));
                 else
-                    for (int ow = lo; ow < hi; ow++) d[ow] = row[ow * s];
+                    for (int ow = lo; ow < hi; ow++) d[ow] = row[ow * s + off];
                 for (int ow = hi; ow < g->OW; ow++) d[ow] = 0.0f;
             }
         }
@@ -89,8 +92,9 @@ static void col2im(float *img, const float *cols, const window_t *g, int b0, int
                     const int ih = oh * s - g->p + kh;
                     if (ih < 0 || ih >= g->H) continue;
                     const float *sp = src + (size_t)b * P + (size_t)oh * g->OW;
-                    float *row = dst + (size_t)ih * g->W - g->p + kw;
-                    for (int ow = lo; ow < hi; ow++) row[ow * s] += sp[ow];
+                    float *row = dst + (size_t)ih * g->W;
+                    const int off = kw - g->p;
+                    for (int ow = lo; ow < hi; ow++) row[ow * s + off] += sp[ow];
                 }
             }
         }
