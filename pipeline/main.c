@@ -22,6 +22,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: dalle-c \"PROMPT\" [options]      generate an image from a prompt\n"
+            "                                       (dalle-c \"PROMPT\" --help for the options)\n"
             "       dalle-c COMMAND [options]       (COMMAND --help for its options)\n"
             "       dalle-c --version | --help\n\ncommands:\n");
     for (const cmd_entry_t *c = dallec_commands; c->name; c++)
@@ -92,10 +93,5 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--version") == 0) return print_version();
     for (const cmd_entry_t *c = dallec_commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
-    if (argv[1][0] == '-') {
-        fprintf(stderr, "dalle-c: unknown option '%s' (see dalle-c --help)\n", argv[1]);
-        return 2;
-    }
-    fprintf(stderr, "dalle-c: generation from a prompt is not built yet; see dalle-c --help\n");
-    return 1;
+    return cmd_generate(argc, argv); /* "PROMPT", --prompts, --from and their options */
 }

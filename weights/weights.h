@@ -133,6 +133,11 @@ typedef struct {
  * wf_reader_verify). Keeps the file open; memory use is the directory plus, while
  * loading, one tensor's compressed frame. */
 int wf_reader_open(wf_reader_t **out, const char *path, char err[WF_ERR_SIZE]);
+/* The same over a model file's bytes in memory (nothing is written anywhere): data is
+ * not copied and must stay unchanged until wf_reader_close. name stands for the path in
+ * messages and wf_reader_path. */
+int wf_reader_open_mem(wf_reader_t **out, const void *data, size_t size, const char *name,
+                       char err[WF_ERR_SIZE]);
 void wf_reader_close(wf_reader_t *r);
 
 const char *wf_reader_path(const wf_reader_t *r);

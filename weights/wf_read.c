@@ -17,7 +17,8 @@
 #define VERIFY_CHUNK (128u << 10)
 
 struct wf_reader {
-    int fd;
+    int fd;                    /* -1 when reading from memory */
+    const unsigned char *mem;  /* wf_reader_open_mem: the caller's bytes, not copied */
     char *path;
     uint64_t file_size;
     int major, minor;
@@ -39,6 +40,13 @@ static const char *kind_word(const wf_entry_t *e) { return e->kind == WF_BLOB ? 
 static int read_at(wf_reader_t *r, void *dst, size_t n, uint64_t off, const char *what, char *err)
 {
     char *p = dst;
+    if (r->mem) {
+        if (off > r->file_size || n > r->file_size - off)
+            return wf_fail(err, WF_ETRUNC, r->path, "%s is truncated (file ends at %llu)", what,
+                           (unsigned long long)r->file_size);
+        memcpy(p, r->mem + off, n);
+        return WF_OK;
+    }
     while (n) {
         ssize_t k = pread(r->fd, p, n, (off_t)off);
         if (k < 0 && errno == EINTR) continue;
@@ -250,6 +258,8 @@ static int parse_directory(wf_reader_t *r, const unsigned char *d, uint64_t size
     return st;
 }
 
+static int finish_open(wf_reader_t **out, wf_reader_t *r, int st, char *err);
+
 int wf_reader_open(wf_reader_t **out, const char *path, char err[WF_ERR_SIZE])
 {
     *out = NULL;
@@ -266,11 +276,34 @@ int wf_reader_open(wf_reader_t **out, const char *path, char err[WF_ERR_SIZE])
     else if (fstat(r->fd, &sb) != 0) st = wf_fail(err, WF_EIO, path, "cannot stat: %s", strerror(errno));
     else if (!S_ISREG(sb.st_mode)) st = wf_fail(err, WF_EINVAL, path, "not a regular file");
     else if (sb.st_size == 0) st = wf_fail(err, WF_ETRUNC, path, "is empty");
-    uint64_t sect[8];
-    if (st == WF_OK) {
-        r->file_size = (uint64_t)sb.st_size;
-        st = parse_header(r, sect, err);
+    if (st == WF_OK) r->file_size = (uint64_t)sb.st_size;
+    return finish_open(out, r, st, err);
+}
+
+int wf_reader_open_mem(wf_reader_t **out, const void *data, size_t size, const char *name,
+                       char err[WF_ERR_SIZE])
+{
+    *out = NULL;
+    if (!name) name = "(memory)";
+    if (!data && size) return wf_fail(err, WF_EINVAL, name, "no data given");
+    wf_reader_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(name))) {
+        free(r);
+        return wf_fail(err, WF_ENOMEM, name, "out of memory");
     }
+    r->fd = -1;
+    r->mem = data;
+    r->file_size = (uint64_t)size;
+    int st = size == 0 ? wf_fail(err, WF_ETRUNC, name, "is empty") : WF_OK;
+    return finish_open(out, r, st, err);
+}
+
+/* Everything after the bytes are reachable: header, config and directory. */
+static int finish_open(wf_reader_t **out, wf_reader_t *r, int st, char *err)
+{
+    const char *path = r->path;
+    uint64_t sect[8];
+    if (st == WF_OK) st = parse_header(r, sect, err);
     char *dir = NULL;
     if (st == WF_OK) st = read_section(r, sect[4], sect[5], (uint32_t)sect[0], "config", &r->config_text, err);
     if (st == WF_OK) {
