@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 dvae_train_opts_t dvae_train_opts_default(void)
 {
@@ -24,20 +23,6 @@ dvae_train_opts_t dvae_train_opts_default(void)
     return o;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* A 64-bit mix of several values: seeds for per-(step, chunk) random streams. */
-static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
-{
-    uint64_t h = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL);
-    h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL ^ (c * 0x94d049bb133111ebULL);
-    return h ^ (h >> 29);
-}
 
 /* ---------------------------------------------------------------- the run's state */
 
@@ -126,7 +111,7 @@ static void fill_noise(run_t *r, long step, size_t n)
         size_t lo = (size_t)c * per, hi = lo + per < n ? lo + per : n;
         if (lo >= hi) continue;
         nn_rng_t rng;
-        nn_rng_seed(&rng, mix(r->o.seed, (uint64_t)step, (uint64_t)c + 1));
+        nn_rng_seed(&rng, nn_seed_mix(r->o.seed, (uint64_t)step, (uint64_t)c + 1));
         nn_rng_fill_gumbel(&rng, r->noise + lo, hi - lo);
     }
 }
@@ -474,13 +459,13 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
     nn_adamw_t adam = nn_adamw_default();
     adam.weight_decay = r.o.weight_decay;
     dvae_train_event_t ev;
-    double last_ckpt = now_s();
+    double last_ckpt = nn_now_seconds();
     int stop = 0, cur = 0;
     start_load(&r, r.step, cur);
     while (r.step < r.o.steps && !stop) {
-        double t0 = now_s();
+        double t0 = nn_now_seconds();
         if (finish_load(&r, err)) goto fail;
-        double t1 = now_s();
+        double t1 = nn_now_seconds();
         const float *x = r.batch[cur];
         if (r.step + 1 < r.o.steps) start_load(&r, r.step + 1, cur ^ 1);
 
@@ -513,7 +498,7 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         ev.step = r.step;
         ev.steps = r.o.steps;
         ev.wait_seconds = t1 - t0;
-        ev.step_seconds = now_s() - t1;
+        ev.step_seconds = nn_now_seconds() - t1;
         stop |= emit(on_event, ctx, &ev);
 
         const int last = r.step == r.o.steps;
@@ -534,10 +519,10 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
             stop |= emit(on_event, ctx, &ev);
         }
         int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
-                                           : now_s() - last_ckpt >= r.o.checkpoint_seconds;
+                                           : nn_now_seconds() - last_ckpt >= r.o.checkpoint_seconds;
         if (due || last || stop) {
             if (save_checkpoint(&r, err)) goto fail;
-            last_ckpt = now_s();
+            last_ckpt = nn_now_seconds();
             memset(&ev, 0, sizeof ev);
             ev.kind = DVAE_EV_CHECKPOINT;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.ckpt_path;

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <strings.h>
+#include <time.h>
 
 /* Not in Debian's cblas.h for every flavour; exported by libopenblas. */
 char *openblas_get_corename(void);
@@ -61,4 +62,11 @@ void nn_set_threads(int n)
 int nn_threads(void)
 {
     return omp_get_max_threads();
+}
+
+double nn_now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

@@ -42,6 +42,8 @@ const char *nn_blas_core(void);
 /* Threads used by OpenMP loops and BLAS alike (one libgomp pool). */
 void nn_set_threads(int n);
 int nn_threads(void);
+/* Monotonic clock in seconds, for timing steps. */
+double nn_now_seconds(void);
 
 /* ---------------------------------------------------------------- RNG */
 
@@ -53,6 +55,10 @@ typedef struct {
 } nn_rng_t;
 
 void nn_rng_seed(nn_rng_t *r, uint64_t seed);
+/* A seed for one of a run's random streams, from the run's seed and two indices (step,
+ * purpose, chunk...): the streams of a training run are functions of (seed, step), so a
+ * resumed run draws exactly what an uninterrupted one would. */
+uint64_t nn_seed_mix(uint64_t seed, uint64_t a, uint64_t b);
 uint64_t nn_rng_u64(nn_rng_t *r);
 uint32_t nn_rng_below(nn_rng_t *r, uint32_t n);   /* uniform in [0, n), unbiased */
 float nn_rng_uniform(nn_rng_t *r);               /* [0, 1), 24 random bits */

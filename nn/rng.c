@@ -90,3 +90,10 @@ void nn_rng_fill_gumbel(nn_rng_t *r, float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] = -logf(-logf(nn_rng_uniform_open(r)));
 }
+
+uint64_t nn_seed_mix(uint64_t seed, uint64_t a, uint64_t b)
+{
+    uint64_t h = seed * 0x9e3779b97f4a7c15ULL ^ (a + 0x632be59bd9b4e019ULL);
+    h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL ^ (b * 0x94d049bb133111ebULL);
+    return h ^ (h >> 29);
+}

@@ -36,20 +36,6 @@ tg_opts_t tg_opts_default(void)
     return o;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Seeds of the run's random streams, one per (seed, index, purpose). */
-static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
-{
-    uint64_t h = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL);
-    h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL ^ (c * 0x94d049bb133111ebULL);
-    return h ^ (h >> 29);
-}
 enum { STREAM_ORDER = 1, STREAM_DROPOUT = 2 };
 
 /* ---------------------------------------------------------------- the run */
@@ -391,7 +377,7 @@ static int fill_batch(run_t *r, long step, char err[256])
         uint64_t g = (uint64_t)step * B + j, epoch = g / n;
         if (epoch != r->perm_epoch) {
             nn_rng_t rng;
-            nn_rng_seed(&rng, mix(r->o.seed, epoch, STREAM_ORDER));
+            nn_rng_seed(&rng, nn_seed_mix(r->o.seed, epoch, STREAM_ORDER));
             for (size_t i = 0; i < n; i++) r->perm[i] = r->valid[DS_TRAIN][i];
             for (size_t i = n - 1; i > 0; i--) {
                 size_t k = nn_rng_below(&rng, (uint32_t)(i + 1));
@@ -608,12 +594,12 @@ int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_e
     const double seq_tokens = (double)B * gpt_seq_len(&r.gc);
     tg_event_t ev = {.kind = TG_EV_START, .step = r.step, .steps = r.o.steps};
     int stop = emit(&r, &ev);
-    double last_ckpt = now_s();
+    double last_ckpt = nn_now_seconds();
     while (r.step < r.o.steps && !stop) {
-        double t0 = now_s();
+        double t0 = nn_now_seconds();
         if (fill_batch(&r, r.step, err)) goto fail;
         nn_rng_t rng;
-        nn_rng_seed(&rng, mix(r.o.seed, (uint64_t)r.step, STREAM_DROPOUT));
+        nn_rng_seed(&rng, nn_seed_mix(r.o.seed, (uint64_t)r.step, STREAM_DROPOUT));
         int dropped = gpt_drop_captions(&r.gc, r.text, B, &rng);
         float loss = gpt_forward(r.gpt, r.text, r.image, B);
         if (!isfinite(loss)) {
@@ -638,7 +624,7 @@ int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_e
         ev.step = r.step, ev.steps = r.o.steps;
         ev.loss = loss, ev.lr = lr, ev.grad_norm = gnorm, ev.dropped = dropped;
         gpt_loss_parts(r.gpt, &ev.ce_text, &ev.ce_image);
-        ev.step_seconds = now_s() - t0;
+        ev.step_seconds = nn_now_seconds() - t0;
         ev.tokens_per_second = ev.step_seconds > 0 ? seq_tokens / ev.step_seconds : 0;
         stop |= emit(&r, &ev);
         warnings(&r);
@@ -659,10 +645,10 @@ int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_e
             stop |= emit(&r, &ev);
         }
         int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
-                                           : now_s() - last_ckpt >= r.o.checkpoint_seconds;
+                                           : nn_now_seconds() - last_ckpt >= r.o.checkpoint_seconds;
         if (due || last || stop) {
             if (save_checkpoint(&r, err)) goto fail;
-            last_ckpt = now_s();
+            last_ckpt = nn_now_seconds();
             memset(&ev, 0, sizeof ev);
             ev.kind = TG_EV_CHECKPOINT;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.ckpt_path;
