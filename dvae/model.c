@@ -3,6 +3,7 @@
 #include "dvae/dvae.h"
 
 #include "nn/nn.h"
+#include "nn/nn_math.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -92,6 +93,7 @@ struct dvae {
     float **up_act, **dup_act;      /* L, post-ReLU */
     float *xhat, *dxhat;            /* [3, B, S, S] */
     float *cols, *dcols;
+    float *lse, *row_kl;            /* [N]: log-sum-exp of each cell's logits, its KL */
     double *code_mean;              /* [K] scratch for statistics */
     int *code_seen;                 /* [K] */
     /* the last forward */
@@ -194,8 +196,10 @@ int dvae_create(dvae_t **out, const dvae_config_t *c, int max_batch, char err[25
     m->dup_act = calloc((size_t)L, sizeof(float *));
     m->code_mean = calloc((size_t)K, sizeof(double));
     m->code_seen = calloc((size_t)K, sizeof(int));
+    m->lse = malloc((size_t)max_batch * m->G * m->G * sizeof(float));
+    m->row_kl = malloc((size_t)max_batch * m->G * m->G * sizeof(float));
     if (!m->enc || !m->up || !m->enc_res || !m->dec_res || !m->enc_act || !m->denc_act ||
-        !m->up_act || !m->dup_act || !m->code_mean || !m->code_seen)
+        !m->up_act || !m->dup_act || !m->code_mean || !m->code_seen || !m->lse || !m->row_kl)
         goto oom;
 
     /* parameters, in the order of the tensor table */
@@ -312,7 +316,7 @@ void dvae_free(dvae_t *m)
     if (!m) return;
     free(m->enc); free(m->up); free(m->enc_res); free(m->dec_res);
     free(m->enc_act); free(m->denc_act); free(m->up_act); free(m->dup_act);
-    free(m->code_mean); free(m->code_seen);
+    free(m->code_mean); free(m->code_seen); free(m->lse); free(m->row_kl);
     free(m->params); free(m->grads); free(m->acts); free(m->dacts);
     free(m->cols); free(m->dcols);
     free(m);
@@ -468,18 +472,31 @@ static void decode_from_codes(dvae_t *m)
 /* ---------------------------------------------------------------- training */
 
 /* KL(q || uniform) averaged over cells, q = softmax(logits) stored in m->q;
- * also fills the code statistics. */
+ * also fills the code statistics. log q = logits - lse, so the KL and its gradient need
+ * one log per cell, not one per code. */
 static float kl_and_stats(dvae_t *m, int N, dvae_stats_t *st)
 {
     const int K = m->c.codebook_size;
-    nn_softmax_forward(m->q, m->logits, N, K);
+    const float logK = logf((float)K);
     double kl = 0.0;
-    const double logK = log((double)K);
 #pragma omp parallel for schedule(static) reduction(+ : kl) if ((size_t)N * K >= NN_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
-        const float *q = m->q + (size_t)n * K;
-        for (int k = 0; k < K; k++)
-            if (q[k] > 0.0f) kl += (double)q[k] * (log((double)q[k]) + logK);
+        const float *l = m->logits + (size_t)n * K;
+        float *q = m->q + (size_t)n * K, mx = l[0], sum = 0.0f;
+        for (int k = 1; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+        for (int k = 0; k < K; k++) {
+            q[k] = nn_expf(l[k] - mx);
+            sum += q[k];
+        }
+        const float inv = 1.0f / sum, lse = mx + logf(sum);
+        double row = 0.0;
+        for (int k = 0; k < K; k++) {
+            q[k] *= inv;
+            row += (double)q[k] * (double)(l[k] - lse + logK);
+        }
+        m->lse[n] = lse;
+        m->row_kl[n] = (float)row;
+        kl += row;
     }
     if (st) {
         memset(m->code_mean, 0, (size_t)K * sizeof(double));
@@ -587,12 +604,10 @@ void dvae_backward(dvae_t *m)
         const float w = c->kl_weight / (float)N, logK = logf((float)K);
 #pragma omp parallel for schedule(static) if ((size_t)N * K >= NN_PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
-            const float *q = m->q + (size_t)n * K;
-            float *d = m->dlogits + (size_t)n * K, mean = 0.0f;
-            for (int k = 0; k < K; k++)
-                if (q[k] > 0.0f) mean += q[k] * (logf(q[k]) + logK);
-            for (int k = 0; k < K; k++)
-                if (q[k] > 0.0f) d[k] += w * q[k] * (logf(q[k]) + logK - mean);
+            const float *q = m->q + (size_t)n * K, *l = m->logits + (size_t)n * K;
+            const float shift = logK - m->lse[n] - m->row_kl[n];
+            float *d = m->dlogits + (size_t)n * K;
+            for (int k = 0; k < K; k++) d[k] += w * q[k] * (l[k] + shift);
         }
     }
 

@@ -23,7 +23,7 @@ void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T
                     0.0f, a, T);
         for (int t = 0; t < T; t++) {
             float *row = a + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j <= t; j++) mx = fmaxf(mx, row[j]);
+            for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
             for (int j = 0; j <= t; j++) {
                 row[j] = nn_expf(row[j] - mx);
                 sum += row[j];

@@ -48,8 +48,8 @@ double nn_now_seconds(void);
 /* ---------------------------------------------------------------- RNG */
 
 /* xoshiro256** seeded through SplitMix64 (algorithms by Vigna and Blackman, see
- * nn/rng.c). The integer and uniform streams are bit-identical on every machine;
- * normal and Gumbel draws go through libm's logf/cosf/sinf. */
+ * nn/rng.c). The integer, uniform and Gumbel streams are bit-identical on every machine
+ * (Gumbel through nn/nn_math.h's logf); normal draws go through libm's logf and cosf. */
 typedef struct {
     uint64_t s[4];
 } nn_rng_t;

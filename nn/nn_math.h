@@ -39,6 +39,36 @@ static inline float nn_expf(float x)
     return p * s1 * s2;
 }
 
+/* ln x for positive normal x (what the Gumbel noise and the KL terms need), within
+ * 2 ulp: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln x = e ln2 + ln m, ln m by Cephes'
+ * logf polynomial in m - 1. Not for 0, subnormals, negatives, inf or NaN. */
+static inline float nn_logf(float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    float e = (float)((int32_t)(bits >> 23) - 126);
+    bits = (bits & 0x807fffffu) | 0x3f000000u; /* mantissa in [0.5, 1) */
+    float m;
+    memcpy(&m, &bits, 4);
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * e;
+}
+
 /* 1 / (1 + e^-x) */
 static inline float nn_sigmoidf(float x)
 {

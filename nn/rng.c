@@ -8,6 +8,7 @@
  * Floats take the top bits: uniform = (u64 >> 40) * 2^-24 in [0, 1), and
  * uniform_open = ((u64 >> 41) + 0.5) * 2^-23 in (0, 1). */
 #include "nn/nn.h"
+#include "nn/nn_math.h"
 
 #include <math.h>
 
@@ -88,7 +89,9 @@ void nn_rng_fill_uniform(nn_rng_t *r, float *x, size_t n, float lo, float hi)
 
 void nn_rng_fill_gumbel(nn_rng_t *r, float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) x[i] = -logf(-logf(nn_rng_uniform_open(r)));
+    /* the stream first, then the transform in a loop the compiler vectorises */
+    for (size_t i = 0; i < n; i++) x[i] = nn_rng_uniform_open(r);
+    for (size_t i = 0; i < n; i++) x[i] = -nn_logf(-nn_logf(x[i]));
 }
 
 uint64_t nn_seed_mix(uint64_t seed, uint64_t a, uint64_t b)

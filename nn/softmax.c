@@ -10,7 +10,7 @@
 static void softmax_row(float *out, const float *x, int n, float scale)
 {
     float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = fmaxf(mx, x[i] * scale);
+    for (int i = 0; i < n; i++) mx = x[i] * scale > mx ? x[i] * scale : mx;
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
         out[i] = nn_expf(x[i] * scale - mx);
