@@ -4,7 +4,10 @@
  *               matmul GFLOP/s beside OpenBLAS sgemm's on a 2048^3 product in the same run
  *   gpt-sample  4 images of 256 tokens, KV cache, top-k 64 (guidance 1 and 3)
  * Medians of reps runs after warm-up. Use it on a quiet machine.
- *   bench-gpt [-t THREADS] [-r REPS] */
+ *   bench-gpt [gpt-train|gpt-sample] [-t THREADS] [-r REPS]
+ * With a config name it runs only that one (gpt-sample with guidance 1, as DESIGN.md's
+ * config) and ends with bench/run's RESULT line (bench/bench_common.h). */
+#include "bench/bench_common.h"
 #include "transformer/transformer.h"
 
 #include <cblas.h>
@@ -86,8 +89,19 @@ static void run_sample(void *p)
 
 int main(int argc, char **argv)
 {
-    int threads = 2, reps = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    int threads = 2, reps = 5, first = 1;
+    const char *only = NULL;
+    if (argc > 1 && argv[1][0] != '-') {
+        only = argv[1];
+        first = 2;
+        if (strcmp(only, "gpt-train") != 0 && strcmp(only, "gpt-sample") != 0) {
+            fprintf(stderr, "usage: bench-gpt [gpt-train|gpt-sample] [-t THREADS] [-r REPS]\n");
+            return 2;
+        }
+    }
+    const int do_train = !only || strcmp(only, "gpt-train") == 0;
+    const int do_sample = !only || strcmp(only, "gpt-sample") == 0;
+    for (int i = first; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-t") == 0) threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
     }
@@ -108,9 +122,9 @@ int main(int argc, char **argv)
     sg.c = xmalloc(nn2 * sizeof(float));
     nn_rng_fill_uniform(&rng, sg.a, nn2, -1, 1);
     nn_rng_fill_uniform(&rng, sg.b, nn2, -1, 1);
-    double t_sg = time_median(run_sgemm, &sg, 1, reps);
+    double t_sg = only ? 1.0 : time_median(run_sgemm, &sg, 1, reps);
     double sg_gflops = 2.0 * sg.n * sg.n * (double)sg.n / t_sg * 1e-9;
-    printf("sgemm 2048^3          %8.3f s   %7.1f GFLOP/s\n", t_sg, sg_gflops);
+    if (!only) printf("sgemm 2048^3          %8.3f s   %7.1f GFLOP/s\n", t_sg, sg_gflops);
     free(sg.a); free(sg.b); free(sg.c);
 
     /* gpt-train */
@@ -127,14 +141,18 @@ int main(int argc, char **argv)
     for (int i = 0; i < B * T; i++) text[i] = 3 + (int)nn_rng_below(&rng, c.text_vocab - 3);
     for (int i = 0; i < B * G2; i++) image[i] = (int)nn_rng_below(&rng, c.image_vocab);
     train_ctx tr = {m, gpt_opt_default(), text, image, B, 0};
-    double t_tr = time_median(run_train, &tr, 2, reps);
     double fl = gpt_train_flops(&c, B);
+    if (do_train) {
+    double t_tr = time_median(run_train, &tr, 2, reps);
+    if (only) bench_result("gpt-train", t_tr, fl * 1e-9);
     printf("gpt-train  B=%d T=%d G=%d d=%d L=%d H=%d V=%d K=%d (%.2fM params)\n", B, T, c.grid,
            c.n_embd, c.n_layer, c.n_head, c.text_vocab, c.image_vocab,
            gpt_num_params(&c) / 1e6);
-    printf("  step                %8.3f s   %7.1f GFLOP/s (%.1f GFLOP of matmul, %.0f%% of sgemm)"
-           "  loss %.3f\n", t_tr, fl / t_tr * 1e-9, fl * 1e-9, 100.0 * fl / t_tr * 1e-9 / sg_gflops,
-           tr.loss);
+    if (!only)
+        printf("  step                %8.3f s   %7.1f GFLOP/s (%.1f GFLOP of matmul, %.0f%% of "
+               "sgemm)  loss %.3f\n", t_tr, fl / t_tr * 1e-9, fl * 1e-9,
+               100.0 * fl / t_tr * 1e-9 / sg_gflops, tr.loss);
+    }
 
     /* gpt-sample: the same model, 4 images, top-k 64 */
     gpt_sampler_t *s;
@@ -146,9 +164,10 @@ int main(int argc, char **argv)
     int *out = xmalloc((size_t)N * G2 * sizeof(int));
     sample_ctx sc = {s, text, N, gpt_sample_opts_default(), out};
     sc.o.top_k = 64;
-    for (int gi = 0; gi < 2; gi++) {
+    for (int gi = 0; do_sample && gi < (only ? 1 : 2); gi++) {
         sc.o.guidance = gi ? 3.0f : 1.0f;
         double t_s = time_median(run_sample, &sc, 1, reps);
+        if (only) bench_result("gpt-sample", t_s, 0);
         printf("gpt-sample N=%d, %d tokens each, top-k 64, guidance %.0f (%d sequences)\n"
                "  batch               %8.3f s   %7.1f tokens/s per image\n", N, G2,
                sc.o.guidance, gi ? 2 * N : N, t_s, G2 / t_s);

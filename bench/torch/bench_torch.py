@@ -89,7 +89,122 @@ def dvae_decode(args):
     return run
 
 
-CONFIGS = {"dvae-train": dvae_train, "dvae-decode": dvae_decode}
+# ---------------------------------------------------------------- GPT (transformer/transformer.h)
+class Block(nn.Module):
+    def __init__(self, d, n_head):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.fc_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.n_head = n_head
+
+    def attend(self, x, cache=None):
+        B, L, d = x.shape
+        H, hs = self.n_head, d // self.n_head
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = (t.view(B, L, H, hs).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:            # one new position against the cached ones
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], 2)
+                v = torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+            att = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(hs), dim=-1)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(hs)
+            mask = torch.ones(L, L, dtype=torch.bool).tril()
+            att = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(B, L, d))
+
+    def forward(self, x, cache=None):
+        x = x + self.attend(self.ln1(x), cache)
+        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, T=32, V=2048, G=16, K=512, d=256, n_layer=8, n_head=8, bos=2, pad=0):
+        super().__init__()
+        self.T, self.G, self.K, self.bos, self.pad = T, G, K, bos, pad
+        self.wte_text, self.wte_image = nn.Embedding(V, d), nn.Embedding(K, d)
+        self.wpe_text = nn.Parameter(torch.zeros(T + 1, d))
+        self.wpe_row, self.wpe_col = nn.Parameter(torch.zeros(G, d)), nn.Parameter(torch.zeros(G, d))
+        self.blocks = nn.ModuleList(Block(d, n_head) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.head_text, self.head_image = nn.Linear(d, V), nn.Linear(d, K)
+
+    def embed_image(self, ids, first):           # ids [B, n] at image positions first..
+        i = torch.arange(first, first + ids.shape[1])
+        return self.wte_image(ids) + self.wpe_row[i // self.G] + self.wpe_col[i % self.G]
+
+    def forward(self, text, image):
+        B, T, G2 = text.shape[0], self.T, self.G * self.G
+        bos = torch.full((B, 1), self.bos, dtype=torch.long)
+        x = torch.cat([self.wte_text(torch.cat([bos, text], 1)) + self.wpe_text,
+                       self.embed_image(image[:, :G2 - 1], 0)], 1)
+        for b in self.blocks:
+            x = b(x)
+        x = self.ln_f(x)
+        ce_text = F.cross_entropy(self.head_text(x[:, :T]).reshape(-1, self.head_text.out_features),
+                                  text.reshape(-1), ignore_index=self.pad)
+        ce_image = F.cross_entropy(self.head_image(x[:, T:]).reshape(-1, self.K), image.reshape(-1))
+        return (ce_text + 7 * ce_image) / 8
+
+    @torch.no_grad()
+    def sample(self, text, top_k=64):
+        """KV-cache sampling of G*G image tokens per caption, top-k, temperature 1."""
+        B, G2 = text.shape[0], self.G * self.G
+        caches = [dict() for _ in self.blocks]
+        bos = torch.full((B, 1), self.bos, dtype=torch.long)
+        x = self.wte_text(torch.cat([bos, text], 1)) + self.wpe_text
+        out = torch.empty(B, G2, dtype=torch.long)
+        for i in range(G2):
+            h = x
+            for b, c in zip(self.blocks, caches):
+                if i == 0:                          # the prompt: causal over T+1 positions
+                    a = b.ln1(h)
+                    B_, L, d = a.shape
+                    H, hs = b.n_head, d // b.n_head
+                    q, k, v = b.qkv(a).split(d, dim=2)
+                    q, k, v = (t.view(B_, L, H, hs).transpose(1, 2) for t in (q, k, v))
+                    c["k"], c["v"] = k, v
+                    mask = torch.ones(L, L, dtype=torch.bool).tril()
+                    att = F.softmax((q @ k.transpose(-2, -1) / math.sqrt(hs)).masked_fill(~mask, float("-inf")), -1)
+                    h = h + b.proj((att @ v).transpose(1, 2).reshape(B_, L, d))
+                    h = h + b.fc_proj(F.gelu(b.fc(b.ln2(h)), approximate="tanh"))
+                else:
+                    h = b(h, c)
+            logits = self.head_image(self.ln_f(h[:, -1]))
+            v, idx = logits.topk(top_k, dim=-1)
+            tok = idx.gather(1, torch.multinomial(F.softmax(v, -1), 1))
+            out[:, i] = tok[:, 0]
+            x = self.embed_image(tok, i)
+        return out
+
+
+def gpt_train(args):
+    torch.manual_seed(0)
+    m = GPT()
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    text = torch.randint(3, 2048, (8, 32))
+    image = torch.randint(0, 512, (8, 256))
+
+    def step():
+        loss = m(text, image)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+    return step
+
+
+def gpt_sample(args):
+    torch.manual_seed(0)
+    m = GPT().eval()
+    text = torch.randint(3, 2048, (4, 32))
+    return lambda: m.sample(text)
+
+
+CONFIGS = {"dvae-train": dvae_train, "dvae-decode": dvae_decode, "gpt-train": gpt_train,
+           "gpt-sample": gpt_sample}
 
 
 def main():
