@@ -162,6 +162,18 @@ typedef int (*dvae_train_fn)(const dvae_train_event_t *e, void *ctx);
 
 typedef struct ds ds_t;
 
+/* Data-parallel training (docs/DISTRIBUTED.md): the processes of one run, as the training
+ * loops see them, so they need no MPI header. rank in [0, size); allreduce_sum replaces
+ * buf [n] on every rank by the sum over all ranks (MPI_Allreduce in place, MPI_SUM) and
+ * returns 0, or -1 (then every rank fails). A NULL communicator is one process. The
+ * pipeline makes it from MPI_COMM_WORLD (pipeline/dist.h); transformer training uses it
+ * too. */
+typedef struct {
+    int rank, size;
+    int (*allreduce_sum)(float *buf, size_t n, void *ctx);
+    void *ctx;
+} dvae_comm_t;
+
 /* What a caller needs from a checkpoint before resuming it: the image size and the
  * held-out fraction to open the dataset with, the batch, and where the run stands. */
 typedef struct {
@@ -170,6 +182,19 @@ typedef struct {
     long step, steps;
 } dvae_checkpoint_info_t;
 int dvae_checkpoint_info(const char *path, dvae_checkpoint_info_t *info, char err[256]);
+
+/* Data-parallel (comm with size N > 1, the same call on every rank): the global batch
+ * opts->batch (or the checkpoint's) must be a multiple of N; rank k takes rows
+ * [k B/N, (k+1) B/N) of every global batch (the order is the single process's) and the
+ * matching Gumbel noise, the gradients are averaged over ranks with one all-reduce, and
+ * every rank takes the same AdamW step. Rank 0 alone evaluates, writes previews,
+ * checkpoints and out_path, and gets every event; the other ranks get DVAE_EV_STEP only
+ * (with the same batch-wide loss), so that a stop asked for on any rank is seen: the ranks
+ * agree on stopping after each step. Statistics other than loss, mse and kl (perplexity,
+ * used codes) are rank 0's shard's. */
+int dvae_train_dist(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
+                    const char *out_path, const char *resume_path, long steps_override,
+                    const dvae_comm_t *comm, dvae_train_fn on_event, void *ctx, char err[256]);
 
 /* Trains on ds (its images at the config's size) and writes out_path (the model),
  * out_path.ckpt (checkpoints: model, AdamW moments, step and options) and

@@ -31,6 +31,10 @@ typedef struct run {
     ds_t *ds;
     dvae_config_t cfg;
     dvae_train_opts_t o;
+    /* data-parallel: this rank's rows [rank * bl, (rank + 1) * bl) of each global batch
+     * of o.batch = nranks * bl; one process is rank 0 of 1 */
+    const dvae_comm_t *comm;
+    int rank, nranks, bl;
     const char *out_path;
     char ckpt_path[1024], preview_path[1024];
     long step;
@@ -50,12 +54,13 @@ typedef struct run {
 } run_t;
 
 /* The training items of the batch for `step`: a fixed permutation per epoch, walked in
- * order across steps, so the order depends only on (seed, step). */
+ * order across steps, so the order depends only on (seed, step). This rank's rows of it. */
 static void batch_indices(run_t *r, long step, size_t *idx)
 {
     const size_t n = ds_count(r->ds, DS_TRAIN), B = (size_t)r->o.batch;
-    for (size_t j = 0; j < B; j++) {
-        uint64_t g = (uint64_t)step * B + j, epoch = g / n;
+    const size_t first = (size_t)r->rank * (size_t)r->bl;
+    for (size_t j = 0; j < (size_t)r->bl; j++) {
+        uint64_t g = (uint64_t)step * B + first + j, epoch = g / n;
         if (epoch != r->perm_epoch) {
             ds_epoch_order(r->ds, DS_TRAIN, r->o.seed, epoch, r->perm);
             r->perm_epoch = epoch;
@@ -69,7 +74,7 @@ static void *load_batch(void *p)
     run_t *r = ((struct load_job *)p)->r;
     int b = ((struct load_job *)p)->buf;
     /* one decoding thread: the training step has the cores */
-    r->loader_rc = ds_batch_fill(r->ds, DS_TRAIN, r->idx[b], r->o.batch, r->batch[b], DS_NCHW,
+    r->loader_rc = ds_batch_fill(r->ds, DS_TRAIN, r->idx[b], r->bl, r->batch[b], DS_NCHW,
                                  NULL, 1, r->loader_err);
     return NULL;
 }
@@ -100,16 +105,17 @@ static int finish_load(run_t *r, char err[256])
     return 0;
 }
 
-/* Gumbel noise for a step, in chunks with their own streams so the result does not
- * depend on the number of threads. */
-static void fill_noise(run_t *r, long step, size_t n)
+/* Gumbel noise for a step's global batch (n values), in chunks with their own streams so
+ * the result does not depend on the number of threads; only the chunks that overlap this
+ * rank's values [from, to) are drawn, so the ranks together see the single process's. */
+static void fill_noise(run_t *r, long step, size_t n, size_t from, size_t to)
 {
     enum { CHUNKS = 64 };
     size_t per = (n + CHUNKS - 1) / CHUNKS;
-#pragma omp parallel for schedule(static) if (n >= NN_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (to - from >= NN_PARALLEL_MIN)
     for (int c = 0; c < CHUNKS; c++) {
         size_t lo = (size_t)c * per, hi = lo + per < n ? lo + per : n;
-        if (lo >= hi) continue;
+        if (lo >= hi || hi <= from || lo >= to) continue;
         nn_rng_t rng;
         nn_rng_seed(&rng, nn_seed_mix(r->o.seed, (uint64_t)step, (uint64_t)c + 1));
         nn_rng_fill_gumbel(&rng, r->noise + lo, hi - lo);
@@ -210,7 +216,7 @@ fail:
     return -1;
 }
 
-static int load_checkpoint(run_t *r, const char *path, long steps_override, int *B,
+static int load_checkpoint(run_t *r, const char *path, long steps_override, int max_batch,
                            char err[256])
 {
     wf_reader_t *rd;
@@ -229,8 +235,7 @@ static int load_checkpoint(run_t *r, const char *path, long steps_override, int 
         }
         r->o.steps = steps_override;
     }
-    *B = r->o.batch;
-    if (dvae_create(&r->m, &r->cfg, *B, err) || dvae_read_tensors(r->m, rd, err)) goto fail;
+    if (dvae_create(&r->m, &r->cfg, max_batch, err) || dvae_read_tensors(r->m, rd, err)) goto fail;
     size_t np = dvae_param_count(r->m);
     r->adam_m = malloc(np * sizeof(float));
     r->adam_v = malloc(np * sizeof(float));
@@ -287,7 +292,7 @@ static int evaluate(run_t *r, dvae_train_event_t *ev, char err[256])
         snprintf(err, 256, "evaluation: no images to evaluate");
         return -1;
     }
-    const int B = r->o.batch, S = r->cfg.image_size, G = dvae_grid_size(&r->cfg);
+    const int B = r->bl, S = r->cfg.image_size, G = dvae_grid_size(&r->cfg);
     const int K = r->cfg.codebook_size;
     const size_t per = (size_t)3 * S * S;
     float *x = r->batch[r->loader_buf ^ 1], *xhat = malloc((size_t)B * per * sizeof(float));
@@ -358,8 +363,12 @@ static int write_preview(run_t *r, char err[256])
     }
     for (int j = 0; j < n; j++) idx[j] = (size_t)j;
     if (ds_batch_fill(r->ds, split, idx, n, x, DS_NCHW, NULL, 0, err)) goto done;
-    dvae_encode(r->m, x, n, tokens);
-    dvae_decode(r->m, tokens, n, xhat);
+    /* in pieces of the model's batch, which is the global one's share per rank */
+    for (int j0 = 0; j0 < n; j0 += r->bl) {
+        int nb = n - j0 < r->bl ? n - j0 : r->bl;
+        dvae_encode(r->m, x + (size_t)j0 * per, nb, tokens + (size_t)j0 * G * G);
+        dvae_decode(r->m, tokens + (size_t)j0 * G * G, nb, xhat + (size_t)j0 * per);
+    }
     for (int j = 0; j < 2 * n; j++) {
         if (img_init(&tiles[j], S, S, err)) goto done;
         img_from_planar(&tiles[j], (j < n ? x : xhat) + (size_t)(j % n) * per, (size_t)S * S);
@@ -385,20 +394,52 @@ static void free_run(run_t *r)
     for (int b = 0; b < 2; b++) free(r->batch[b]), free(r->idx[b]);
 }
 
-static int emit(dvae_train_fn fn, void *ctx, dvae_train_event_t *ev)
+/* Rank 0 gets every event, the other ranks the step events only (for their stop flag). */
+static int emit(const run_t *r, dvae_train_fn fn, void *ctx, dvae_train_event_t *ev)
 {
-    return fn ? fn(ev, ctx) : 0;
+    if (!fn || (r->rank != 0 && ev->kind != DVAE_EV_STEP)) return 0;
+    return fn(ev, ctx);
+}
+
+/* Sums v [n] over the ranks in place; one process: nothing to do. */
+static int allreduce(const run_t *r, float *v, size_t n, char err[256])
+{
+    if (r->nranks == 1) return 0;
+    if (r->comm->allreduce_sum(v, n, r->comm->ctx)) {
+        snprintf(err, 256, "the all-reduce over %d ranks failed", r->nranks);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every rank's own stop wish, combined: stop when any rank asks. */
+static int agree_stop(const run_t *r, int stop, char err[256])
+{
+    float f = stop ? 1.0f : 0.0f;
+    if (allreduce(r, &f, 1, err)) return -1;
+    return f > 0;
 }
 
 int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
                const char *out_path, const char *resume_path, long steps_override,
                dvae_train_fn on_event, void *ctx, char err[256])
 {
+    return dvae_train_dist(cfg, opts, ds, out_path, resume_path, steps_override, NULL,
+                           on_event, ctx, err);
+}
+
+int dvae_train_dist(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds,
+                    const char *out_path, const char *resume_path, long steps_override,
+                    const dvae_comm_t *comm, dvae_train_fn on_event, void *ctx, char err[256])
+{
     run_t r;
     memset(&r, 0, sizeof r);
     r.ds = ds;
     r.out_path = out_path;
     r.perm_epoch = UINT64_MAX;
+    r.comm = comm && comm->size > 1 ? comm : NULL;
+    r.rank = r.comm ? comm->rank : 0;
+    r.nranks = r.comm ? comm->size : 1;
     if (snprintf(r.ckpt_path, sizeof r.ckpt_path, "%s.ckpt", out_path) >= (int)sizeof r.ckpt_path ||
         snprintf(r.preview_path, sizeof r.preview_path, "%s.preview.png", out_path) >=
             (int)sizeof r.preview_path) {
@@ -407,17 +448,29 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
     }
     int B;
     if (resume_path) {
-        if (load_checkpoint(&r, resume_path, steps_override, &B, err)) goto fail;
+        dvae_checkpoint_info_t info;
+        if (dvae_checkpoint_info(resume_path, &info, err)) goto fail;
+        B = info.batch;
+    } else {
+        B = opts->batch;
+    }
+    if (B < 1 || B % r.nranks) {
+        snprintf(err, 256, "the batch (%d) must be a positive multiple of the number of "
+                 "ranks (%d): each rank takes an equal share", B, r.nranks);
+        return -1;
+    }
+    r.bl = B / r.nranks;
+    if (resume_path) {
+        if (load_checkpoint(&r, resume_path, steps_override, r.bl, err)) goto fail;
     } else {
         r.cfg = *cfg;
         r.o = *opts;
         if (steps_override > 0) r.o.steps = steps_override;
-        B = r.o.batch;
-        if (r.o.steps < 1 || B < 1) {
+        if (r.o.steps < 1) {
             snprintf(err, 256, "steps and batch must be positive");
             goto fail;
         }
-        if (dvae_create(&r.m, &r.cfg, B, err)) goto fail;
+        if (dvae_create(&r.m, &r.cfg, r.bl, err)) goto fail;
         dvae_init_params(r.m, r.o.seed);
         size_t np = dvae_param_count(r.m);
         r.adam_m = calloc(np, sizeof(float));
@@ -443,12 +496,15 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         goto fail;
     }
     const int S = r.cfg.image_size, G = dvae_grid_size(&r.cfg), K = r.cfg.codebook_size;
+    const int bl = r.bl;
     const size_t ncell = (size_t)B * G * G, np = dvae_param_count(r.m);
+    /* this rank's cells of the global batch's noise */
+    const size_t noise_from = (size_t)r.rank * bl * G * G * K, noise_n = (size_t)bl * G * G * K;
     r.noise = malloc(ncell * K * sizeof(float));
     r.perm = malloc(ds_count(ds, DS_TRAIN) * sizeof(size_t));
     for (int b = 0; b < 2; b++) {
-        r.batch[b] = malloc((size_t)B * 3 * S * S * sizeof(float));
-        r.idx[b] = malloc((size_t)B * sizeof(size_t));
+        r.batch[b] = malloc((size_t)bl * 3 * S * S * sizeof(float));
+        r.idx[b] = malloc((size_t)bl * sizeof(size_t));
     }
     if (!r.adam_m || !r.adam_v || !r.noise || !r.perm || !r.batch[0] || !r.batch[1] ||
         !r.idx[0] || !r.idx[1]) {
@@ -460,7 +516,7 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
     adam.weight_decay = r.o.weight_decay;
     dvae_train_event_t ev;
     double last_ckpt = nn_now_seconds();
-    int stop = 0, cur = 0;
+    int stop = 0, wish = 0, cur = 0; /* wish: this rank's; stop: all ranks' agreement */
     start_load(&r, r.step, cur);
     while (r.step < r.o.steps && !stop) {
         double t0 = nn_now_seconds();
@@ -473,15 +529,27 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         ev.kind = DVAE_EV_STEP;
         ev.tau = dvae_tau(&r.cfg, r.step);
         ev.lr = nn_lr_schedule(r.step, r.o.warmup, r.o.steps, r.o.lr, r.o.lr_min);
-        fill_noise(&r, r.step, ncell * K);
-        float loss = dvae_forward(r.m, x, B, r.noise, ev.tau, &ev.stats);
+        fill_noise(&r, r.step, ncell * K, noise_from, noise_from + noise_n);
+        float loss = dvae_forward(r.m, x, bl, r.noise + noise_from, ev.tau, &ev.stats);
+        dvae_zero_grad(r.m);
+        if (isfinite(loss)) dvae_backward(r.m);
+        /* The loss is a mean over the batch and the shards are equal: the mean of the
+         * ranks' gradients is the global batch's. One all-reduce over the whole block;
+         * a non-finite gradient anywhere then reaches every rank's norm below. */
+        if (r.nranks > 1) {
+            float *g = dvae_grads(r.m);
+            if (allreduce(&r, g, np, err)) goto fail;
+            const float inv = 1.0f / (float)r.nranks;
+            for (size_t k = 0; k < np; k++) g[k] *= inv;
+            float l[3] = {ev.stats.loss * inv, ev.stats.mse * inv, ev.stats.kl * inv};
+            if (allreduce(&r, l, 3, err)) goto fail;
+            loss = ev.stats.loss = l[0], ev.stats.mse = l[1], ev.stats.kl = l[2];
+        }
         if (!isfinite(loss)) {
             snprintf(err, 256, "the loss became %s at step %ld; stopped (the last checkpoint, %.100s, is kept)",
                      isnan(loss) ? "NaN" : "infinite", r.step + 1, r.ckpt_path);
             goto fail;
         }
-        dvae_zero_grad(r.m);
-        dvae_backward(r.m);
         float gnorm = nn_clip_grad_norm(dvae_grads(r.m), np,
                                         r.o.grad_clip > 0 ? r.o.grad_clip : INFINITY);
         if (!isfinite(gnorm)) {
@@ -499,43 +567,49 @@ int dvae_train(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_t *ds
         ev.steps = r.o.steps;
         ev.wait_seconds = t1 - t0;
         ev.step_seconds = nn_now_seconds() - t1;
-        stop |= emit(on_event, ctx, &ev);
+        wish |= emit(&r, on_event, ctx, &ev);
 
-        const int last = r.step == r.o.steps;
-        if ((r.o.eval_every > 0 && r.step % r.o.eval_every == 0) || last) {
+        /* evaluation, previews and checkpoints are rank 0's; the others go on to the next
+         * step's all-reduce and wait there */
+        const int last = r.step == r.o.steps, root = r.rank == 0;
+        if (root && ((r.o.eval_every > 0 && r.step % r.o.eval_every == 0) || last)) {
             /* the next batch is then ready, and evaluation can use the idle buffer */
             if (finish_load(&r, err)) goto fail;
             memset(&ev, 0, sizeof ev);
             ev.kind = DVAE_EV_EVAL;
             ev.step = r.step, ev.steps = r.o.steps;
             if (evaluate(&r, &ev, err)) goto fail;
-            stop |= emit(on_event, ctx, &ev);
+            wish |= emit(&r, on_event, ctx, &ev);
         }
-        if ((r.o.samples_every > 0 && r.step % r.o.samples_every == 0) || last) {
+        if (root && ((r.o.samples_every > 0 && r.step % r.o.samples_every == 0) || last)) {
             if (write_preview(&r, err)) goto fail;
             memset(&ev, 0, sizeof ev);
             ev.kind = DVAE_EV_PREVIEW;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.preview_path;
-            stop |= emit(on_event, ctx, &ev);
+            wish |= emit(&r, on_event, ctx, &ev);
         }
+        if ((stop = agree_stop(&r, wish, err)) < 0) goto fail;
         int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
                                            : nn_now_seconds() - last_ckpt >= r.o.checkpoint_seconds;
-        if (due || last || stop) {
+        if (root && (due || last || stop)) {
             if (save_checkpoint(&r, err)) goto fail;
             last_ckpt = nn_now_seconds();
             memset(&ev, 0, sizeof ev);
             ev.kind = DVAE_EV_CHECKPOINT;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.ckpt_path;
-            stop |= emit(on_event, ctx, &ev);
+            /* a stop asked for here: at once in one process; several agree on it after
+             * the next step */
+            wish |= emit(&r, on_event, ctx, &ev);
+            if (r.nranks == 1) stop = wish;
         }
     }
     if (finish_load(&r, err)) goto fail;
-    if (r.step == r.o.steps) {
+    if (r.step == r.o.steps && r.rank == 0) {
         if (dvae_save(r.m, out_path, err)) goto fail;
         memset(&ev, 0, sizeof ev);
         ev.kind = DVAE_EV_DONE;
         ev.step = r.step, ev.steps = r.o.steps, ev.path = out_path;
-        emit(on_event, ctx, &ev);
+        emit(&r, on_event, ctx, &ev);
     }
     free_run(&r);
     return 0;

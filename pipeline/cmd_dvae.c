@@ -4,6 +4,7 @@
 #include "nn/nn.h"
 #include "pipeline/args.h"
 #include "pipeline/commands.h"
+#include "pipeline/dist.h"
 #include "pipeline/progress.h"
 
 #include <math.h>
@@ -54,7 +55,9 @@ static void usage(FILE *out)
             "                       options come from it, --steps may extend it\n"
             "  -t THREADS           (default: OMP_NUM_THREADS or all cores)\n"
             "\n"
-            "Ctrl-C saves a checkpoint and stops (exit 130); resume with --resume FILE.ckpt.\n",
+            "Ctrl-C saves a checkpoint and stops (exit 130); resume with --resume FILE.ckpt.\n"
+            "Under mpirun -np N: data-parallel, --batch is the global batch (a multiple of N),\n"
+            "-t is threads per rank; stop with kill -USR1 MPIRUN_PID (docs/DISTRIBUTED.md).\n",
             c.image_size, c.layers, c.channels, c.res_blocks, c.codebook_size, c.code_dim,
             c.kl_weight, c.tau_start, c.tau_min, c.tau_decay, o.steps, o.batch, o.lr, o.lr_min,
             o.warmup, o.weight_decay, o.grad_clip, (unsigned long long)o.seed, o.eval_every,
@@ -70,6 +73,7 @@ static void on_sigint(int sig)
 }
 
 typedef struct {
+    int quiet; /* ranks other than 0 of a data-parallel run: nothing to show */
     progress_t bar;
     double compute_s, wait_s;
     long timed_steps;
@@ -80,6 +84,7 @@ static int on_event(const dvae_train_event_t *e, void *ctx)
 {
     ui_t *ui = ctx;
     char status[192];
+    if (ui->quiet) return interrupted;
     switch (e->kind) {
     case DVAE_EV_STEP:
         ui->compute_s += e->step_seconds;
@@ -217,21 +222,33 @@ int cmd_dvae(int argc, char **argv)
     size_t ntrain = ds_count(ds, DS_TRAIN), nheld = ds_count(ds, DS_HELDOUT);
     if (epochs > 0) steps = (long)ceil(epochs * (double)ntrain / (double)o.batch);
     if (steps > 0 && !resume) o.steps = steps;
-    fprintf(stderr, "%s: %zu training and %zu held-out images from %s, %dx%d, batch %d, %d threads\n",
-            CMD, ntrain, nheld, dir, size, size, o.batch, nn_threads());
+    const int root = dist_rank() == 0;
+    if (root && dist_size() > 1)
+        fprintf(stderr, "%s: %zu training and %zu held-out images from %s, %dx%d, global batch "
+                "%d over %d ranks, %d threads each\n", CMD, ntrain, nheld, dir, size, size,
+                o.batch, dist_size(), nn_threads());
+    else if (root)
+        fprintf(stderr, "%s: %zu training and %zu held-out images from %s, %dx%d, batch %d, %d threads\n",
+                CMD, ntrain, nheld, dir, size, size, o.batch, nn_threads());
 
     ui_t ui;
     memset(&ui, 0, sizeof ui);
-    progress_start(&ui.bar, stderr, "dvae", resume ? 0 : o.steps);
+    ui.quiet = !root;
+    if (root) progress_start(&ui.bar, stderr, "dvae", resume ? 0 : o.steps);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    int rc = dvae_train(&cfg, &o, ds, out, resume, resume ? steps : 0, on_event, &ui, err);
+    /* mpirun ends the job on Ctrl-C but passes SIGUSR1 on to every rank */
+    struct sigaction old_usr1;
+    sigaction(SIGUSR1, &sa, &old_usr1);
+    int rc = dvae_train_dist(&cfg, &o, ds, out, resume, resume ? steps : 0, dist_comm(),
+                             on_event, &ui, err);
     sigaction(SIGINT, &old, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
 
-    size_t bad = ds_bad_count(ds);
+    size_t bad = root ? ds_bad_count(ds) : 0;
     if (bad) {
         fprintf(stderr, "%s: skipped %zu unreadable image%s", CMD, bad, bad == 1 ? "" : "s");
         char name[512], why[256];
@@ -244,10 +261,11 @@ int cmd_dvae(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", CMD, err);
         return 1;
     }
+    if (!root) return interrupted ? 130 : 0;
     if (ui.timed_steps)
         fprintf(stderr, "%s: %.1f ms per step computing, %.2f ms per step waiting for data\n",
                 CMD, 1e3 * ui.compute_s / ui.timed_steps, 1e3 * ui.wait_s / ui.timed_steps);
-    if (interrupted && !ui.done) {
+    if (!ui.done) { /* stopped: by this process's signal or, under mpirun, another rank's */
         fprintf(stderr, "%s: interrupted; resume with --resume %s.ckpt\n", CMD, out);
         return 130;
     }

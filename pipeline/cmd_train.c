@@ -4,6 +4,7 @@
 #include "nn/nn.h"
 #include "pipeline/args.h"
 #include "pipeline/commands.h"
+#include "pipeline/dist.h"
 #include "pipeline/progress.h"
 #include "pipeline/train_gpt.h"
 
@@ -61,6 +62,8 @@ static void usage(FILE *out)
             "\n"
             "The held-out image loss is reported in bits per image token (CE / ln 2).\n"
             "Ctrl-C saves a checkpoint and stops (exit 130); resume with --resume MODEL.ckpt.\n"
+            "Under mpirun -np N: data-parallel, --batch is the global batch (a multiple of N),\n"
+            "-t is threads per rank; stop with kill -USR1 MPIRUN_PID (docs/DISTRIBUTED.md).\n"
             "Exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted.\n",
             o.vocab, o.text_len, o.n_layer, o.n_head, o.n_embd, o.loss_w_text, o.loss_w_image,
             o.p_null, o.steps, o.batch, o.opt.lr, o.opt.lr_min, o.opt.warmup_steps,
@@ -77,6 +80,7 @@ static void on_sigint(int sig)
 }
 
 typedef struct {
+    int quiet; /* ranks other than 0 of a data-parallel run: nothing to show */
     progress_t bar, cache_bar;
     int cache_started, started, done;
     double compute_s;
@@ -87,6 +91,7 @@ static int on_event(const tg_event_t *e, void *ctx)
 {
     ui_t *ui = ctx;
     char status[192];
+    if (ui->quiet) return interrupted;
     switch (e->kind) {
     case TG_EV_INFO:
         if (ui->started) progress_log(&ui->bar, "%s", e->msg);
@@ -248,20 +253,32 @@ int cmd_gpt_train(int argc, char **argv)
     if (epochs > 0) steps = (long)ceil(epochs * (double)ntrain / (double)o.batch);
     if (steps > 0 && !p.resume) o.steps = steps;
     if (p.resume) p.steps_override = steps;
-    fprintf(stderr, "%s: %zu training and %zu held-out captioned images from %s", CMD, ntrain,
-            nheld, dir);
-    if (ds_uncaptioned(ds)) fprintf(stderr, " (%zu without captions left out)", ds_uncaptioned(ds));
-    fprintf(stderr, ", %dx%d, batch %d, %d threads\n", dc.size, dc.size, o.batch, nn_threads());
+    const int root = dist_rank() == 0;
+    if (root) {
+        fprintf(stderr, "%s: %zu training and %zu held-out captioned images from %s", CMD, ntrain,
+                nheld, dir);
+        if (ds_uncaptioned(ds)) fprintf(stderr, " (%zu without captions left out)", ds_uncaptioned(ds));
+        if (dist_size() > 1)
+            fprintf(stderr, ", %dx%d, global batch %d over %d ranks, %d threads each\n", dc.size,
+                    dc.size, o.batch, dist_size(), nn_threads());
+        else
+            fprintf(stderr, ", %dx%d, batch %d, %d threads\n", dc.size, dc.size, o.batch, nn_threads());
+    }
 
     ui_t ui;
     memset(&ui, 0, sizeof ui);
+    ui.quiet = !root;
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    int rc = tg_train(&o, &p, ds, on_event, &ui, err);
+    /* mpirun ends the job on Ctrl-C but passes SIGUSR1 on to every rank */
+    struct sigaction old_usr1;
+    sigaction(SIGUSR1, &sa, &old_usr1);
+    int rc = tg_train_dist(&o, &p, ds, dist_comm(), on_event, &ui, err);
     sigaction(SIGINT, &old, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     if (ui.cache_started) progress_finish(&ui.cache_bar, "");
     ds_close(ds);
     if (rc) {
@@ -269,9 +286,10 @@ int cmd_gpt_train(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", CMD, err);
         return 1;
     }
+    if (!root) return interrupted ? 130 : 0;
     if (ui.timed_steps)
         fprintf(stderr, "%s: %.1f ms per step\n", CMD, 1e3 * ui.compute_s / ui.timed_steps);
-    if (interrupted && !ui.done) {
+    if (!ui.done) { /* stopped: by this process's signal or, under mpirun, another rank's */
         fprintf(stderr, "%s: interrupted; resume with --resume %s.ckpt\n", CMD, p.out);
         return 130;
     }

@@ -1,6 +1,7 @@
 /* dalle-c: the command line. Dispatches to the subcommands of pipeline/commands.h. */
 #include "nn/nn.h"
 #include "pipeline/commands.h"
+#include "pipeline/dist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,9 +79,8 @@ int cmd_wants_help(int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    reexec_with_tuned_env(argv);
     if (argc < 2) {
         print_usage(stderr);
         return 2;
@@ -94,4 +94,13 @@ int main(int argc, char **argv)
     for (const cmd_entry_t *c = dallec_commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
     return cmd_generate(argc, argv); /* "PROMPT", --prompts, --from and their options */
+}
+
+int main(int argc, char **argv)
+{
+    /* Before MPI_Init: the exec keeps the pid and the environment, which is all mpirun's
+     * daemon and MPI_Init go by (docs/DISTRIBUTED.md) */
+    reexec_with_tuned_env(argv);
+    if (dist_init(&argc, &argv)) return 1;
+    return dist_finish(run(argc, argv));
 }

@@ -42,6 +42,10 @@ enum { STREAM_ORDER = 1, STREAM_DROPOUT = 2 };
 
 typedef struct {
     tg_opts_t o;
+    /* data-parallel: rows [rank * bl, (rank + 1) * bl) of each global batch of
+     * o.batch = nranks * bl are this rank's; one process is rank 0 of 1 */
+    const dvae_comm_t *comm;
+    int rank, nranks, bl;
     const tg_paths_t *p;
     ds_t *ds;
     dvae_t *dv;
@@ -61,9 +65,75 @@ typedef struct {
     void *ctx;
 } run_t;
 
+/* Rank 0 gets every event, the other ranks the step events only (for their stop flag). */
 static int emit(run_t *r, tg_event_t *e)
 {
-    return r->fn ? r->fn(e, r->ctx) : 0;
+    if (!r->fn || (r->rank != 0 && e->kind != TG_EV_STEP)) return 0;
+    return r->fn(e, r->ctx);
+}
+
+/* Sums v [n] over the ranks in place; one process: nothing to do. */
+static int allreduce(const run_t *r, float *v, size_t n, char err[256])
+{
+    if (r->nranks == 1) return 0;
+    if (r->comm->allreduce_sum(v, n, r->comm->ctx)) {
+        snprintf(err, 256, "the all-reduce over %d ranks failed", r->nranks);
+        return -1;
+    }
+    return 0;
+}
+
+/* The ranks' gradients averaged into the global batch's, with one all-reduce over the
+ * whole block (a non-finite gradient anywhere then reaches every rank's norm); the loss
+ * and its parts (ce [2]: text, image) the global batch's, on every rank.
+ *
+ * The image loss is a mean over B*G*G targets: over equal shards the mean of the ranks'
+ * gradients is the global one. The text loss is a mean over the batch's n non-PAD
+ * targets, and a shard holds n_r of them: its text gradient must count n_r / n of the
+ * whole, not 1/N. So this rank scales its text part by N n_r / n (gpt_backward_scaled)
+ * and the average over ranks is exactly the single process's gradient. */
+static int shard_backward(run_t *r, float local_loss, float ce[2], float *loss, char err[256])
+{
+    const int T = r->gc.text_len;
+    const size_t first = (size_t)r->rank * r->bl * T, end = first + (size_t)r->bl * T;
+    long n = 0, nr = 0;
+    for (size_t k = 0; k < (size_t)r->o.batch * T; k++) {
+        int t = r->text[k] != r->gc.pad_id;
+        n += t;
+        nr += t && k >= first && k < end;
+    }
+    /* this rank's text CE is a mean over its nr targets; the batch's is over all n */
+    const float text_scale = n > 0 ? (float)r->nranks * (float)nr / (float)n : 1.0f;
+    float ct = 0, ci = 0;
+    if (isfinite(local_loss)) {
+        gpt_loss_parts(r->gpt, &ct, &ci);
+        gpt_backward_scaled(r->gpt, text_scale, 1.0f);
+    }
+    size_t ng;
+    float *g = gpt_grad_block(r->gpt, &ng);
+    const float scale = 1.0f / (float)r->nranks;
+    for (size_t k = 0; k < ng; k++) g[k] *= scale;
+    if (allreduce(r, g, ng, err)) return -1;
+    /* a NaN local loss makes the sums NaN on every rank */
+    float l[2] = {n > 0 ? ct * (float)nr / (float)n : 0, ci / (float)r->nranks};
+    if (!isfinite(local_loss)) l[0] = l[1] = NAN;
+    if (allreduce(r, l, 2, err)) return -1;
+    ce[0] = l[0], ce[1] = l[1];
+    const float wt = r->gc.loss_w_text, wi = r->gc.loss_w_image;
+    *loss = (wt * ce[0] + wi * ce[1]) / (wt + wi);
+    return 0;
+}
+
+/* The batch is a multiple of the ranks, each taking an equal share. */
+static int split_batch(run_t *r, char err[256])
+{
+    if (r->o.batch < 1 || r->o.batch % r->nranks) {
+        snprintf(err, 256, "the batch (%d) must be a positive multiple of the number of ranks "
+                 "(%d): each rank takes an equal share", r->o.batch, r->nranks);
+        return -1;
+    }
+    r->bl = r->o.batch / r->nranks;
+    return 0;
 }
 
 static void info(run_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -259,7 +329,8 @@ static int load_checkpoint(run_t *r, const char *path, char err[256])
         }
         r->o.steps = r->o.opt.total_steps = r->p->steps_override;
     }
-    if (gpt_config_read(&r->gc, cfg, path, err) || gpt_create(&r->gpt, &r->gc, r->o.batch, err) ||
+    if (split_batch(r, err) || gpt_config_read(&r->gc, cfg, path, err) ||
+        gpt_create(&r->gpt, &r->gc, r->bl, err) ||
         gpt_read_tensors(r->gpt, rd, err) || mf_check_parts(path, r->dv, r->tok, r->gpt, err))
         goto fail;
     for (int i = 0; i < gpt_tensor_count(r->gpt); i++) {
@@ -327,6 +398,7 @@ static int fresh_model(run_t *r, const tg_opts_t *o, char err[256])
         snprintf(err, 256, "steps and batch must be positive");
         return -1;
     }
+    if (split_batch(r, err)) return -1;
     if (!r->p->dvae) {
         snprintf(err, 256, "no dVAE given");
         return -1;
@@ -353,7 +425,7 @@ static int fresh_model(run_t *r, const tg_opts_t *o, char err[256])
     c.n_layer = o->n_layer, c.n_head = o->n_head, c.n_embd = o->n_embd;
     c.loss_w_text = o->loss_w_text, c.loss_w_image = o->loss_w_image, c.p_null = o->p_null;
     r->gc = c;
-    if (gpt_create(&r->gpt, &c, r->o.batch, err)) return -1;
+    if (gpt_create(&r->gpt, &c, r->bl, err)) return -1;
     gpt_init_params(r->gpt, r->o.seed);
     return 0;
 }
@@ -368,7 +440,9 @@ static void cache_progress(void *ctx, long done, long total)
 /* ---------------------------------------------------------------- batches */
 
 /* The training items of the batch for step: a permutation of the valid training items
- * per epoch, walked in order across steps, so it depends only on (seed, step). */
+ * per epoch, walked in order across steps, so it depends only on (seed, step). Every rank
+ * makes the whole global batch (ids only: cheap), so caption dropout draws the single
+ * process's numbers, and trains on its rows of it. */
 static int fill_batch(run_t *r, long step, char err[256])
 {
     const size_t n = r->nvalid[DS_TRAIN], B = (size_t)r->o.batch, T = (size_t)r->gc.text_len;
@@ -403,7 +477,7 @@ static int eval_split(const run_t *r)
 
 static int evaluate(run_t *r, tg_event_t *e, char err[256])
 {
-    const int split = eval_split(r), B = r->o.batch, T = r->gc.text_len;
+    const int split = eval_split(r), B = r->bl, T = r->gc.text_len;
     const size_t G2 = (size_t)r->cache.grid2;
     int n = (size_t)r->o.eval_images < r->nvalid[split] ? r->o.eval_images : (int)r->nvalid[split];
     double ce_i = 0, ce_t = 0, n_text = 0;
@@ -541,7 +615,18 @@ static int setup(run_t *r, const tg_opts_t *o, char err[256])
                  dvae_config(r->dv)->image_size);
         return -1;
     }
-    if (tcache_open(&r->cache, r->cache_path, r->dv, TG_DVAE_BATCH, r->ds, cache_progress, r, err))
+    /* rank 0 encodes (or checks) the cache first, the others then reuse it */
+    float failed = 0;
+    if (r->rank == 0 &&
+        tcache_open(&r->cache, r->cache_path, r->dv, TG_DVAE_BATCH, r->ds, cache_progress, r, err))
+        failed = 1;
+    if (allreduce(r, &failed, 1, err)) return -1;
+    if (failed) {
+        if (r->rank != 0) snprintf(err, 256, "rank 0 could not open the token cache %.180s", r->cache_path);
+        return -1;
+    }
+    if (r->rank != 0 &&
+        tcache_open(&r->cache, r->cache_path, r->dv, TG_DVAE_BATCH, r->ds, NULL, NULL, err))
         return -1;
     if (r->cache.rebuilt)
         info(r, "encoded %zu images into the token cache %s (%s)",
@@ -585,15 +670,26 @@ oom:
 int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_event, void *ctx,
              char err[256])
 {
+    return tg_train_dist(o, p, ds, NULL, on_event, ctx, err);
+}
+
+int tg_train_dist(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, const dvae_comm_t *comm,
+                  tg_event_fn on_event, void *ctx, char err[256])
+{
     run_t r;
     memset(&r, 0, sizeof r);
     r.p = p, r.ds = ds, r.fn = on_event, r.ctx = ctx;
+    r.comm = comm && comm->size > 1 ? comm : NULL;
+    r.rank = r.comm ? comm->rank : 0;
+    r.nranks = r.comm ? comm->size : 1;
     if (setup(&r, o, err)) goto fail;
 
-    const int B = r.o.batch;
+    const int B = r.o.batch, bl = r.bl, root = r.rank == 0;
+    const size_t first = (size_t)r.rank * bl;
     const double seq_tokens = (double)B * gpt_seq_len(&r.gc);
     tg_event_t ev = {.kind = TG_EV_START, .step = r.step, .steps = r.o.steps};
-    int stop = emit(&r, &ev);
+    int wish = emit(&r, &ev), stop = 0; /* wish: this rank's; stop: all ranks' agreement */
+    if (r.nranks == 1) stop = wish;
     double last_ckpt = nn_now_seconds();
     while (r.step < r.o.steps && !stop) {
         double t0 = nn_now_seconds();
@@ -601,15 +697,21 @@ int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_e
         nn_rng_t rng;
         nn_rng_seed(&rng, nn_seed_mix(r.o.seed, (uint64_t)r.step, STREAM_DROPOUT));
         int dropped = gpt_drop_captions(&r.gc, r.text, B, &rng);
-        float loss = gpt_forward(r.gpt, r.text, r.image, B);
+        float loss = gpt_forward(r.gpt, r.text + first * r.gc.text_len,
+                                 r.image + first * r.cache.grid2, bl);
+        float ce[2] = {0, 0};
+        gpt_zero_grad(r.gpt);
+        if (r.nranks == 1) {
+            if (isfinite(loss)) gpt_backward(r.gpt);
+        } else if (shard_backward(&r, loss, ce, &loss, err)) {
+            goto fail;
+        }
         if (!isfinite(loss)) {
             snprintf(err, 256, "the loss became %s at step %ld%s%.60s; stopped (the last "
                      "checkpoint, %.80s, is kept)", isnan(loss) ? "NaN" : "infinite",
                      r.step + 1, gpt_errmsg(r.gpt)[0] ? ": " : "", gpt_errmsg(r.gpt), r.ckpt_path);
             goto fail;
         }
-        gpt_zero_grad(r.gpt);
-        gpt_backward(r.gpt);
         float lr = gpt_lr_at(&r.o.opt, r.step);
         float gnorm = gpt_adamw_step(r.gpt, &r.o.opt, lr);
         if (!isfinite(gnorm)) {
@@ -623,39 +725,48 @@ int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_e
         ev.kind = TG_EV_STEP;
         ev.step = r.step, ev.steps = r.o.steps;
         ev.loss = loss, ev.lr = lr, ev.grad_norm = gnorm, ev.dropped = dropped;
-        gpt_loss_parts(r.gpt, &ev.ce_text, &ev.ce_image);
+        if (r.nranks == 1) gpt_loss_parts(r.gpt, &ce[0], &ce[1]);
+        ev.ce_text = ce[0], ev.ce_image = ce[1];
         ev.step_seconds = nn_now_seconds() - t0;
         ev.tokens_per_second = ev.step_seconds > 0 ? seq_tokens / ev.step_seconds : 0;
-        stop |= emit(&r, &ev);
-        warnings(&r);
+        wish |= emit(&r, &ev);
+        if (root) warnings(&r);
 
+        /* evaluation, samples and checkpoints are rank 0's; the others go on to the next
+         * step's all-reduce and wait there */
         const int last = r.step == r.o.steps;
-        if ((r.o.eval_every > 0 && r.step % r.o.eval_every == 0) || last) {
+        if (root && ((r.o.eval_every > 0 && r.step % r.o.eval_every == 0) || last)) {
             memset(&ev, 0, sizeof ev);
             ev.kind = TG_EV_EVAL;
             ev.step = r.step, ev.steps = r.o.steps;
             if (evaluate(&r, &ev, err)) goto fail;
-            stop |= emit(&r, &ev);
+            wish |= emit(&r, &ev);
         }
-        if (r.o.samples_every > 0 && (r.step % r.o.samples_every == 0 || last)) {
+        if (root && r.o.samples_every > 0 && (r.step % r.o.samples_every == 0 || last)) {
             if (write_samples(&r, err)) goto fail;
             memset(&ev, 0, sizeof ev);
             ev.kind = TG_EV_SAMPLES;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.samples_path;
-            stop |= emit(&r, &ev);
+            wish |= emit(&r, &ev);
         }
+        float f = wish ? 1.0f : 0.0f; /* stop when any rank asks */
+        if (allreduce(&r, &f, 1, err)) goto fail;
+        stop = f > 0;
         int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
                                            : nn_now_seconds() - last_ckpt >= r.o.checkpoint_seconds;
-        if (due || last || stop) {
+        if (root && (due || last || stop)) {
             if (save_checkpoint(&r, err)) goto fail;
             last_ckpt = nn_now_seconds();
             memset(&ev, 0, sizeof ev);
             ev.kind = TG_EV_CHECKPOINT;
             ev.step = r.step, ev.steps = r.o.steps, ev.path = r.ckpt_path;
-            stop |= emit(&r, &ev);
+            /* a stop asked for here: at once in one process; several agree on it after
+             * the next step */
+            wish |= emit(&r, &ev);
+            if (r.nranks == 1) stop = wish;
         }
     }
-    if (r.step == r.o.steps) {
+    if (r.step == r.o.steps && root) {
         if (mf_save(p->out, r.dv, r.tok, r.gpt, err)) goto fail;
         memset(&ev, 0, sizeof ev);
         ev.kind = TG_EV_DONE;

@@ -13,6 +13,7 @@
 #define DALLEC_TRAIN_GPT_H
 
 #include "data/data.h"
+#include "dvae/dvae.h"
 #include "transformer/transformer.h"
 
 #include <stdint.h>
@@ -97,5 +98,14 @@ int tg_checkpoint_info(const char *path, tg_info_t *info, char err[256]);
  * returns 0 without writing OUT. */
 int tg_train(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, tg_event_fn on_event, void *ctx,
              char err[256]);
+/* Data-parallel (comm with size N > 1, the same call on every rank; dvae_train_dist in
+ * dvae/dvae.h has the scheme): the batch must be a multiple of N, rank k trains on rows
+ * [k B/N, (k+1) B/N) of every global batch, gradients are averaged with one all-reduce.
+ * Rank 0 encodes the token cache first (the others then reuse it), and alone evaluates,
+ * writes samples, checkpoints and OUT and gets every event; the others get TG_EV_STEP
+ * only, so that a stop asked for on any rank is seen. The dVAE and tokenizer are loaded
+ * (or the tokenizer trained, deterministically) by every rank. */
+int tg_train_dist(const tg_opts_t *o, const tg_paths_t *p, ds_t *ds, const dvae_comm_t *comm,
+                  tg_event_fn on_event, void *ctx, char err[256]);
 
 #endif

@@ -43,6 +43,9 @@ int *fx_i32(fx_file_t *f, const char *name);
  * is 1e-3 * max|want| (so near-zero entries are judged by the tensor's scale). Counts
  * a failure when R > tol. Returns 1 if ok. */
 int check_close(const char *label, const float *got, const float *want, size_t n, double tol);
+/* The exit status of a test that cannot run here (ctest reports it as skipped). */
+#define TEST_SKIPPED 77
+
 /* Counts a failure with a message unless cond holds. Returns cond. */
 int check(int cond, const char *fmt, ...);
 /* The number of failures so far; tests end with `return test_summary("name");`,

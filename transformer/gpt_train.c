@@ -138,6 +138,11 @@ static void embed_backward(gpt_t *m, const float *dx)
 
 void gpt_backward(gpt_t *m)
 {
+    gpt_backward_scaled(m, 1.0f, 1.0f);
+}
+
+void gpt_backward_scaled(gpt_t *m, float text_scale, float image_scale)
+{
     const gpt_config_t *c = &m->c;
     const int B = m->B, T = c->text_len, G2 = c->grid * c->grid, L = T + G2, d = c->n_embd;
     const int NH = c->n_head, V = c->text_vocab, K = c->image_vocab, N = B * L;
@@ -149,9 +154,9 @@ void gpt_backward(gpt_t *m)
     zero(a->dlogits_text, (size_t)B * T * V);
     zero(a->dlogits_image, (size_t)B * G2 * K);
     nn_cross_entropy_backward(a->dlogits_text, a->probs_text, m->in_text, NULL, c->pad_id,
-                              c->loss_w_text / wsum, B * T, V);
+                              text_scale * c->loss_w_text / wsum, B * T, V);
     nn_cross_entropy_backward(a->dlogits_image, a->probs_image, m->in_image, NULL, -1,
-                              c->loss_w_image / wsum, B * G2, K);
+                              image_scale * c->loss_w_image / wsum, B * G2, K);
     zero(a->dln, Nd);  /* d(lnf) */
     for (int b = 0; b < B; b++) {
         const float *row = a->lnf + (size_t)b * L * d;

@@ -172,6 +172,10 @@ const float *gpt_logits_image(const gpt_t *m);
 void gpt_zero_grad(gpt_t *m);
 /* Accumulates (+=) d(loss)/d(params) of the last forward into the gradient block. */
 void gpt_backward(gpt_t *m);
+/* The same for (text_scale w_t CE_text + image_scale w_i CE_image) / (w_t + w_i): data-
+ * parallel training weights each rank's text part by its share of the batch's non-PAD
+ * text targets, so that the ranks' gradients average to the whole batch's. */
+void gpt_backward_scaled(gpt_t *m, float text_scale, float image_scale);
 
 typedef struct {
     float lr;             /* peak learning rate (3e-4) */
