@@ -160,6 +160,10 @@ static int png_read_body(png_structp png, png_infop info, png_dec_t *d, char *er
     png_set_read_fn(png, d, png_read_fn);
     /* our own limits apply (below), with a message that says so */
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    /* A chunk may claim any length up to 2^31: libpng allocates what it claims before
+     * reading it (a 570-byte file asked for 2 GB, tests/fuzz). Text chunks of ours are
+     * small; 8 MiB is far above anything real. */
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
     png_read_info(png, info);
 
     png_uint_32 w, h;

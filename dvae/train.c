@@ -592,7 +592,11 @@ int dvae_train_dist(const dvae_config_t *cfg, const dvae_train_opts_t *opts, ds_
         int due = r.o.checkpoint_every > 0 ? r.step % r.o.checkpoint_every == 0
                                            : nn_now_seconds() - last_ckpt >= r.o.checkpoint_seconds;
         if (root && (due || last || stop)) {
-            if (save_checkpoint(&r, err)) goto fail;
+            if (save_checkpoint(&r, err)) {
+                size_t n = strlen(err);
+                snprintf(err + n, 256 - n, "; the previous checkpoint is kept");
+                goto fail;
+            }
             last_ckpt = nn_now_seconds();
             memset(&ev, 0, sizeof ev);
             ev.kind = DVAE_EV_CHECKPOINT;

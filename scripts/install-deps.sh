@@ -3,14 +3,19 @@
 #   scripts/install-deps.sh           build and test dependencies
 #   scripts/install-deps.sh --torch   also python3-torch, for regenerating test fixtures
 #                                     and the PyTorch side of the benchmarks
+#   scripts/install-deps.sh --fuzz    also clang and its fuzzer runtime (scripts/fuzz.sh)
 set -eu
 packages="build-essential cmake pkg-config git
   libopenblas-openmp-dev libsentencepiece-dev sentencepiece
   libpng-dev libjpeg62-turbo-dev libzstd-dev zstd
   libopenmpi-dev openmpi-bin"
-if [ "${1:-}" = "--torch" ]; then
-    packages="$packages python3 python3-torch python3-numpy"
-fi
+for opt in "$@"; do
+    case $opt in
+        --torch) packages="$packages python3 python3-torch python3-numpy" ;;
+        --fuzz) packages="$packages clang libclang-rt-14-dev libomp-14-dev" ;;
+        *) echo "install-deps.sh: unknown option '$opt' (--torch, --fuzz)" >&2; exit 2 ;;
+    esac
+done
 export DEBIAN_FRONTEND=noninteractive
 missing=""
 for p in $packages; do

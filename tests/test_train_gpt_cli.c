@@ -1,5 +1,5 @@
 /* `dalle-c train` through the command line: a run killed with SIGKILL at a random
- * moment and resumed from its checkpoint ends with exactly the parameters of an
+ * moment, or interrupted with SIGINT (exit 130), and resumed from its checkpoint ends with exactly the parameters of an
  * uninterrupted run; a second run reuses the token cache; `dalle-c info` shows the
  * model file's parts; bad inputs give one-line errors with the documented exit codes. */
 #include "dvae/dvae.h"
@@ -172,6 +172,42 @@ static void test_bad_inputs(void)
     check(run_cmd(cmd) == 0, "--help exits 0");
 }
 
+/* SIGINT saves a checkpoint and exits 130 with a message; resuming from it ends with the
+ * parameters of the uninterrupted run of test_sigkill (full.dalle, same options). */
+static void test_sigint(void)
+{
+    printf("SIGINT and --resume through the command line\n");
+    char full[700], part[700], ckpt[720], cache[700], cmd[4096], text[8192];
+    snprintf(full, sizeof full, "%s/full.dalle", test_tmpdir());
+    snprintf(part, sizeof part, "%s/int.dalle", test_tmpdir());
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", part);
+    snprintf(cache, sizeof cache, "%s/shared.tokens", test_tmpdir());
+    pid_t pid = fork();
+    if (pid == 0) {
+        snprintf(cmd, sizeof cmd, "exec %s train %s --dvae %s -o %s --token-cache %s " OPTS
+                 " 2>%s", bin, dir, dvae_path, part, cache, errfile);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    struct stat st;
+    for (int i = 0; i < 5000 && stat(ckpt, &st) != 0; i++) usleep(2000);
+    usleep(30000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    read_file(errfile, text, sizeof text);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 130, "the interrupted run exits 130");
+    check(strstr(text, "interrupted") && strstr(text, "--resume"), "and says how to resume");
+    check(stat(part, &st) != 0, "the interrupted run wrote no final model");
+    snprintf(cmd, sizeof cmd, "%s train %s -o %s --token-cache %s --resume %s -t 1 2>%s", bin, dir,
+             part, cache, ckpt, errfile);
+    check(run_cmd(cmd) == 0, "resume: %s", cmd);
+    read_file(errfile, text, sizeof text);
+    char *at = strstr(text, "resuming at step ");
+    printf("  %s", at ? at : "(no resume line)\n");
+    check(same_gpt(full, part), "interrupted and resumed == uninterrupted, bit for bit");
+}
+
 int main(void)
 {
     bin = getenv("DALLEC_BIN");
@@ -191,6 +227,7 @@ int main(void)
     if (dvae_save(m, dvae_path, err)) return 1;
     dvae_free(m);
     test_sigkill();
+    test_sigint();
     test_bad_inputs();
     return test_summary("test_train_gpt_cli");
 }
