@@ -64,14 +64,6 @@ static void usage(FILE *out)
             o.eval_images, o.samples_every);
 }
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct {
     int quiet; /* ranks other than 0 of a data-parallel run: nothing to show */
     progress_t bar;
@@ -84,7 +76,7 @@ static int on_event(const dvae_train_event_t *e, void *ctx)
 {
     ui_t *ui = ctx;
     char status[192];
-    if (ui->quiet) return interrupted;
+    if (ui->quiet) return stop_requested();
     switch (e->kind) {
     case DVAE_EV_STEP:
         ui->compute_s += e->step_seconds;
@@ -108,14 +100,14 @@ static int on_event(const dvae_train_event_t *e, void *ctx)
     case DVAE_EV_PREVIEW:
         break;
     case DVAE_EV_CHECKPOINT:
-        if (interrupted) progress_log(&ui->bar, "checkpoint saved to %s", e->path);
+        if (stop_requested()) progress_log(&ui->bar, "checkpoint saved to %s", e->path);
         break;
     case DVAE_EV_DONE:
         ui->done = 1;
         progress_finish(&ui->bar, "");
         break;
     }
-    return interrupted;
+    return stop_requested();
 }
 
 int cmd_dvae(int argc, char **argv)
@@ -235,18 +227,11 @@ int cmd_dvae(int argc, char **argv)
     memset(&ui, 0, sizeof ui);
     ui.quiet = !root;
     if (root) progress_start(&ui.bar, stderr, "dvae", resume ? 0 : o.steps);
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    /* mpirun ends the job on Ctrl-C but passes SIGUSR1 on to every rank */
-    struct sigaction old_usr1;
-    sigaction(SIGUSR1, &sa, &old_usr1);
+    stop_signals_t signals;
+    stop_signals_install(&signals);
     int rc = dvae_train_dist(&cfg, &o, ds, out, resume, resume ? steps : 0, dist_comm(),
                              on_event, &ui, err);
-    sigaction(SIGINT, &old, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    stop_signals_restore(&signals);
 
     size_t bad = root ? ds_bad_count(ds) : 0;
     if (bad) {
@@ -261,7 +246,7 @@ int cmd_dvae(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", CMD, err);
         return 1;
     }
-    if (!root) return interrupted ? 130 : 0;
+    if (!root) return stop_requested() ? 130 : 0;
     if (ui.timed_steps)
         fprintf(stderr, "%s: %.1f ms per step computing, %.2f ms per step waiting for data\n",
                 CMD, 1e3 * ui.compute_s / ui.timed_steps, 1e3 * ui.wait_s / ui.timed_steps);

@@ -71,14 +71,6 @@ static void usage(FILE *out)
             o.eval_images, o.samples_every, o.samples_n);
 }
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct {
     int quiet; /* ranks other than 0 of a data-parallel run: nothing to show */
     progress_t bar, cache_bar;
@@ -91,7 +83,7 @@ static int on_event(const tg_event_t *e, void *ctx)
 {
     ui_t *ui = ctx;
     char status[192];
-    if (ui->quiet) return interrupted;
+    if (ui->quiet) return stop_requested();
     switch (e->kind) {
     case TG_EV_INFO:
         if (ui->started) progress_log(&ui->bar, "%s", e->msg);
@@ -135,14 +127,14 @@ static int on_event(const tg_event_t *e, void *ctx)
     case TG_EV_SAMPLES:
         break;
     case TG_EV_CHECKPOINT:
-        if (interrupted) progress_log(&ui->bar, "checkpoint saved to %s", e->path);
+        if (stop_requested()) progress_log(&ui->bar, "checkpoint saved to %s", e->path);
         break;
     case TG_EV_DONE:
         ui->done = 1;
         progress_finish(&ui->bar, "");
         break;
     }
-    return interrupted;
+    return stop_requested();
 }
 
 int cmd_gpt_train(int argc, char **argv)
@@ -268,17 +260,10 @@ int cmd_gpt_train(int argc, char **argv)
     ui_t ui;
     memset(&ui, 0, sizeof ui);
     ui.quiet = !root;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    /* mpirun ends the job on Ctrl-C but passes SIGUSR1 on to every rank */
-    struct sigaction old_usr1;
-    sigaction(SIGUSR1, &sa, &old_usr1);
+    stop_signals_t signals;
+    stop_signals_install(&signals);
     int rc = tg_train_dist(&o, &p, ds, dist_comm(), on_event, &ui, err);
-    sigaction(SIGINT, &old, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    stop_signals_restore(&signals);
     if (ui.cache_started) progress_finish(&ui.cache_bar, "");
     ds_close(ds);
     if (rc) {
@@ -286,7 +271,7 @@ int cmd_gpt_train(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", CMD, err);
         return 1;
     }
-    if (!root) return interrupted ? 130 : 0;
+    if (!root) return stop_requested() ? 130 : 0;
     if (ui.timed_steps)
         fprintf(stderr, "%s: %.1f ms per step\n", CMD, 1e3 * ui.compute_s / ui.timed_steps);
     if (!ui.done) { /* stopped: by this process's signal or, under mpirun, another rank's */

@@ -4,6 +4,8 @@
 #ifndef DALLEC_COMMANDS_H
 #define DALLEC_COMMANDS_H
 
+#include <signal.h>
+
 typedef int (*cmd_fn)(int argc, char **argv);
 
 typedef struct {
@@ -14,6 +16,16 @@ typedef struct {
 
 /* The table, in pipeline/main.c. */
 extern const cmd_entry_t dallec_commands[];
+
+/* Ctrl-C (SIGINT) and SIGUSR1 ask a training command to checkpoint and stop
+ * (pipeline/cmd_signals.c): install the handlers around the run, poll stop_requested()
+ * from its progress callback, restore the previous handlers after. */
+typedef struct {
+    struct sigaction old_int, old_usr1;
+} stop_signals_t;
+void stop_signals_install(stop_signals_t *s);
+void stop_signals_restore(const stop_signals_t *s);
+int stop_requested(void);
 
 /* True when argv holds -h or --help. */
 int cmd_wants_help(int argc, char **argv);
