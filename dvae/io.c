@@ -8,15 +8,9 @@
 #include <string.h>
 
 /* The config fields and their keys, in one table so store and read cannot drift. */
-typedef struct {
-    const char *key;
-    size_t offset;
-    int is_float;
-} field_t;
-
 #define INT_FIELD(k, f) {k, offsetof(dvae_config_t, f), 0}
 #define FLOAT_FIELD(k, f) {k, offsetof(dvae_config_t, f), 1}
-static const field_t fields[] = {
+static const wf_field_t fields[] = {
     INT_FIELD("dvae.image_size", image_size),
     INT_FIELD("dvae.layers", layers),
     INT_FIELD("dvae.channels", channels),
@@ -33,41 +27,14 @@ static const field_t fields[] = {
 
 int dvae_config_store(const dvae_config_t *c, wf_config_t *cfg)
 {
-    for (size_t i = 0; i < NFIELDS; i++) {
-        const char *p = (const char *)c + fields[i].offset;
-        int rc = fields[i].is_float ? wf_config_set_float(cfg, fields[i].key, *(const float *)p)
-                                    : wf_config_set_int(cfg, fields[i].key, *(const int *)p);
-        if (rc) return rc;
-    }
-    return 0;
+    return wf_config_store_fields(cfg, c, fields, NFIELDS);
 }
 
 int dvae_config_read(dvae_config_t *c, const wf_config_t *cfg, const char *path, char err[256])
 {
     *c = dvae_config_default();
-    int found = 0;
-    for (size_t i = 0; i < NFIELDS; i++) {
-        char *p = (char *)c + fields[i].offset;
-        int rc;
-        if (fields[i].is_float) {
-            double v;
-            rc = wf_config_get_float(cfg, fields[i].key, &v);
-            if (rc == WF_OK) *(float *)p = (float)v;
-        } else {
-            int64_t v;
-            rc = wf_config_get_int(cfg, fields[i].key, &v);
-            if (rc == WF_OK) {
-                if (v < -2147483647 || v > 2147483647) rc = WF_ESHAPE;
-                else *(int *)p = (int)v;
-            }
-        }
-        if (rc == WF_OK) found++;
-        else if (rc != WF_ENOTFOUND) {
-            snprintf(err, 256, "%s: config \"%s\" has the wrong type or range", path,
-                     fields[i].key);
-            return -1;
-        }
-    }
+    int found = wf_config_read_fields(cfg, c, fields, NFIELDS, path, err);
+    if (found < 0) return -1;
     if (!found) {
         snprintf(err, 256, "%s: holds no dVAE (no dvae.* config)", path);
         return -1;

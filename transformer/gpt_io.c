@@ -7,13 +7,8 @@
 #include <stdio.h>
 
 /* The config fields and their keys, in one table so store and read cannot drift. */
-typedef struct {
-    const char *key;
-    size_t offset;
-    int is_float;
-} field_t;
 
-static const field_t fields[] = {
+static const wf_field_t fields[] = {
     {"gpt.text_len", offsetof(gpt_config_t, text_len), 0},
     {"gpt.text_vocab", offsetof(gpt_config_t, text_vocab), 0},
     {"gpt.pad_id", offsetof(gpt_config_t, pad_id), 0},
@@ -31,42 +26,15 @@ static const field_t fields[] = {
 
 int gpt_config_store(const gpt_config_t *c, wf_config_t *cfg)
 {
-    for (size_t i = 0; i < NFIELDS; i++) {
-        const char *p = (const char *)c + fields[i].offset;
-        int rc = fields[i].is_float ? wf_config_set_float(cfg, fields[i].key, *(const float *)p)
-                                    : wf_config_set_int(cfg, fields[i].key, *(const int *)p);
-        if (rc) return rc;
-    }
-    return 0;
+    return wf_config_store_fields(cfg, c, fields, NFIELDS);
 }
 
 int gpt_config_read(gpt_config_t *c, const wf_config_t *cfg, const char *path,
                     char err[GPT_ERR_SIZE])
 {
     *c = gpt_config_default();
-    int found = 0;
-    for (size_t i = 0; i < NFIELDS; i++) {
-        char *p = (char *)c + fields[i].offset;
-        int rc;
-        if (fields[i].is_float) {
-            double v;
-            rc = wf_config_get_float(cfg, fields[i].key, &v);
-            if (rc == WF_OK) *(float *)p = (float)v;
-        } else {
-            int64_t v;
-            rc = wf_config_get_int(cfg, fields[i].key, &v);
-            if (rc == WF_OK) {
-                if (v < -2147483647 || v > 2147483647) rc = WF_ESHAPE;
-                else *(int *)p = (int)v;
-            }
-        }
-        if (rc == WF_OK) found++;
-        else if (rc != WF_ENOTFOUND) {
-            snprintf(err, GPT_ERR_SIZE, "%s: config \"%s\" has the wrong type or range", path,
-                     fields[i].key);
-            return -1;
-        }
-    }
+    int found = wf_config_read_fields(cfg, c, fields, NFIELDS, path, err);
+    if (found < 0) return -1;
     if (!found) {
         snprintf(err, GPT_ERR_SIZE, "%s: holds no transformer (no gpt.* config)", path);
         return -1;

@@ -85,6 +85,20 @@ const char *wf_config_key(const wf_config_t *c, int i);
 wf_cfg_type wf_config_type(const wf_config_t *c, int i);
 const char *wf_config_text(const wf_config_t *c, int i);
 
+/* A struct's int and float fields stored under keys, by a table (key, offset in the
+ * struct, 1 for a float field), so a model part's store and read cannot drift apart. */
+typedef struct {
+    const char *key;
+    size_t offset;
+    int is_float;
+} wf_field_t;
+/* Sets every field's key from struct s. WF_OK or the first error. */
+int wf_config_store_fields(wf_config_t *c, const void *s, const wf_field_t *fields, size_t n);
+/* Reads the keys into struct s, leaving a field whose key is absent as it is. Returns how
+ * many keys were found, or -1 with err "PATH: config "KEY" has the wrong type or range". */
+int wf_config_read_fields(const wf_config_t *c, void *s, const wf_field_t *fields, size_t n,
+                          const char *path, char err[WF_ERR_SIZE]);
+
 /* ---------------------------------------------------------------- writing */
 
 typedef struct wf_writer wf_writer_t;

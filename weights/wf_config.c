@@ -335,3 +335,44 @@ int wf_config_parse(wf_config_t **out, const char *text, size_t len, char *msg, 
     *out = c;
     return WF_OK;
 }
+
+int wf_config_store_fields(wf_config_t *c, const void *s, const wf_field_t *fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = (const char *)s + fields[i].offset;
+        int rc = fields[i].is_float ? wf_config_set_float(c, fields[i].key, *(const float *)p)
+                                    : wf_config_set_int(c, fields[i].key, *(const int *)p);
+        if (rc) return rc;
+    }
+    return WF_OK;
+}
+
+int wf_config_read_fields(const wf_config_t *c, void *s, const wf_field_t *fields, size_t n,
+                          const char *path, char err[WF_ERR_SIZE])
+{
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *p = (char *)s + fields[i].offset;
+        int rc;
+        if (fields[i].is_float) {
+            double v;
+            rc = wf_config_get_float(c, fields[i].key, &v);
+            if (rc == WF_OK) *(float *)p = (float)v;
+        } else {
+            int64_t v;
+            rc = wf_config_get_int(c, fields[i].key, &v);
+            if (rc == WF_OK) {
+                if (v < -2147483647 || v > 2147483647) rc = WF_ESHAPE;
+                else *(int *)p = (int)v;
+            }
+        }
+        if (rc == WF_OK) found++;
+        else if (rc != WF_ENOTFOUND) {
+            if (err)
+                snprintf(err, WF_ERR_SIZE, "%s: config \"%s\" has the wrong type or range",
+                         path, fields[i].key);
+            return -1;
+        }
+    }
+    return found;
+}
