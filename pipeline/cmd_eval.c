@@ -17,9 +17,11 @@ static const char *eval_shapes_usage =
     "two objects' relation) and the background are what the prompt says. Prints a line\n"
     "per prompt (name, ok/miss, checks passed, prompt, what was seen), the accuracy per\n"
     "attribute, and last a machine-readable summary line:\n"
-    "  shapes-eval images=N prompts=N ... colour=0.9950 ... attributes=0.9900 prompts_ok=0.9800\n"
-    "(an attribute no prompt names shows as -1). Prompts outside the grammar (no shape\n"
-    "named, three objects) and undecodable images are counted and skipped.\n"
+    "  shapes-eval images=N prompts=N ... colour=0.9950 ... prompts_ok=0.98 colour_shape_ok=0.99\n"
+    "(prompts_ok: the share of prompts with every check right; colour_shape_ok: with\n"
+    "every colour and shape right; an attribute no prompt names shows as -1). Prompts\n"
+    "outside the grammar (no shape named, three objects) and undecodable images are\n"
+    "counted and skipped.\n"
     "\n"
     "  --all-lines           judge every caption line, not only the first\n"
     "  --misses              print only prompts with a failed check\n"
@@ -29,7 +31,8 @@ static const char *eval_shapes_usage =
 
 static const char *eval_usage =
     "usage: dalle-c eval shapes IMAGE_DIR [options]\n"
-    "(with --help for its options)\n";
+    "       dalle-c eval nearest IMAGE_DIR --train TRAIN_DIR [options]\n"
+    "(each with --help for its options)\n";
 
 typedef struct {
     int status; /* 0 judged, 1 unparsed prompt, 2 unreadable image */
@@ -146,7 +149,7 @@ static int eval_shapes(int argc, char **argv)
     progress_finish(&p, NULL);
 
     long checked[SHAPES_N_ATTR] = {0}, correct[SHAPES_N_ATTR] = {0};
-    long judged = 0, ok = 0, unparsed = 0, unreadable = 0;
+    long judged = 0, ok = 0, ok_colour_shape = 0, unparsed = 0, unreadable = 0;
     for (size_t i = 0; i < n_img; i++)
         for (size_t r = first[i]; r < first[i + 1]; r++) {
             const result_t *x = &res[r];
@@ -162,6 +165,8 @@ static int eval_shapes(int argc, char **argv)
                 c += x->v.checked[a], k += x->v.correct[a];
             }
             judged++, ok += c == k;
+            ok_colour_shape += x->v.correct[SHAPES_ATTR_COLOUR] == x->v.checked[SHAPES_ATTR_COLOUR] &&
+                               x->v.correct[SHAPES_ATTR_SHAPE] == x->v.checked[SHAPES_ATTR_SHAPE];
             if (mode == 2 || (mode == 1 && c == k)) continue;
             char seen[512], fails[256] = "";
             describe(seen, sizeof seen, &x->v);
@@ -186,12 +191,14 @@ static int eval_shapes(int argc, char **argv)
     printf("%-12s %6.2f%%  %ld / %ld\n", "all", tc ? 100.0 * (double)tk / (double)tc : 0.0, tk, tc);
     printf("%-12s %6.2f%%  %ld / %ld prompts with every check right\n", "prompts",
            judged ? 100.0 * (double)ok / (double)judged : 0.0, ok, judged);
+    printf("%-12s %6.2f%%  %ld / %ld prompts with every colour and shape right\n", "colour+shape",
+           judged ? 100.0 * (double)ok_colour_shape / (double)judged : 0.0, ok_colour_shape, judged);
     printf("shapes-eval images=%zu prompts=%ld unparsed=%ld unreadable=%ld uncaptioned=%zu", n_img, judged,
            unparsed, unreadable, ds_uncaptioned(ds));
     for (int a = 0; a < SHAPES_N_ATTR; a++)
         printf(" %s=%.4f", shapes_attr_names[a], checked[a] ? (double)correct[a] / (double)checked[a] : -1.0);
-    printf(" attributes=%.4f prompts_ok=%.4f\n", tc ? (double)tk / (double)tc : -1.0,
-           judged ? (double)ok / (double)judged : -1.0);
+    printf(" attributes=%.4f prompts_ok=%.4f colour_shape_ok=%.4f\n", tc ? (double)tk / (double)tc : -1.0,
+           judged ? (double)ok / (double)judged : -1.0, judged ? (double)ok_colour_shape / (double)judged : -1.0);
     free(res), free(first);
     ds_close(ds);
     return 0;
@@ -204,6 +211,7 @@ int cmd_eval(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "shapes") == 0) return eval_shapes(argc - 1, argv + 1);
+    if (strcmp(argv[1], "nearest") == 0) return eval_nearest(argc - 1, argv + 1);
     fprintf(stderr, "dalle-c eval: unknown subcommand '%s'\n%s", argv[1], eval_usage);
     return 2;
 }

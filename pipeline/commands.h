@@ -37,7 +37,8 @@ int cmd_tokenizer(int argc, char **argv); /* cmd_tokenizer.c */
 int cmd_dvae(int argc, char **argv);      /* cmd_dvae.c */
 int cmd_tokens(int argc, char **argv);    /* cmd_tokens.c: encode, decode, stats, atlas */
 int cmd_data(int argc, char **argv);      /* cmd_data.c: shapes, convert */
-int cmd_eval(int argc, char **argv);      /* cmd_eval.c: shapes */
+int cmd_eval(int argc, char **argv);      /* cmd_eval.c: shapes; nearest below */
+int eval_nearest(int argc, char **argv);  /* cmd_eval_nearest.c: dalle-c eval nearest */
 /* dalle-c "PROMPT" | --prompts FILE | --from IMAGE.png [options] (cmd_generate.c); argv[0]
  * is the program name, the options start at argv[1]. */
 int cmd_generate(int argc, char **argv);

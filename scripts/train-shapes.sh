@@ -92,4 +92,4 @@ fi
 stamp "done"
 echo "in-distribution: $(tail -n1 eval-in.txt)"
 [ -f eval-heldout.txt ] && echo "held-out:        $(tail -n1 eval-heldout.txt)"
-echo "acceptance: prompts_ok >= 0.80 on in-distribution prompts"
+echo "acceptance (issue 7): colour_shape_ok >= 0.80 on in-distribution prompts (issue 10: >= 0.50 held out)"
