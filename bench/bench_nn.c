@@ -1,8 +1,10 @@
 /* Micro-benchmark of the heaviest layers at the shapes of DESIGN.md's bench configs:
  * linear forward+backward at gpt-train's shapes, conv2d and conv-transpose2d
  * forward+backward at dvae-train's, each as GFLOP/s beside OpenBLAS sgemm's own on a
- * large square product in the same run. Use it on a quiet machine.
- *   bench-nn [-t THREADS] [-r REPS] [--only linear|conv] */
+ * large square product in the same run; and the packed linear of sampling
+ * (nn_linear_packed_forward) at gpt-sample's shapes for 1..16 rows, against sgemm on the
+ * same products, interleaved. Use it on a quiet machine.
+ *   bench-nn [-t THREADS] [-r REPS] [--only linear|conv|small] */
 #include "bench/bench_common.h"
 #include "nn/nn.h"
 
@@ -193,6 +195,101 @@ static void run_pass(int do_linear, int do_conv, int reps, int print, double rat
     free(sg.a); free(sg.b); free(sg.c);
 }
 
+/* ---------------------------------------------------------------- linear small-M */
+/* The linear layers of one gpt-sample step (8 blocks of d = 256: qkv, attn proj, mlp fc,
+ * mlp proj; then the image head, K = 512), their weights as the model holds them (25 MB,
+ * streamed from memory each step as in sampling). Per row count M the whole set runs
+ * three ways, interleaved rep by rep so that a busy machine slows each alike: the packed
+ * kernel; sgemm on w [OC, C] (nn_linear_forward); sgemm on a transposed copy [C, OC]
+ * (the sampler's previous path). Medians. */
+enum { SM_LAYERS = 8, SM_SHAPES = 4 * SM_LAYERS + 1 };
+typedef struct {
+    int M, C[SM_SHAPES], OC[SM_SHAPES];
+    float *w[SM_SHAPES], *wt[SM_SHAPES], *packed[SM_SHAPES], *b[SM_SHAPES];
+    float *in, *out;
+    nn_simd_t simd;
+} small_ctx;
+
+static void run_small_packed(void *p)
+{
+    small_ctx *s = p;
+    for (int i = 0; i < SM_SHAPES; i++)
+        nn_linear_packed_forward_simd(s->out, s->in, s->packed[i], s->b[i], s->M, s->C[i],
+                                      s->OC[i], s->simd);
+}
+
+static void run_small_sgemm(void *p)
+{
+    small_ctx *s = p;
+    for (int i = 0; i < SM_SHAPES; i++)
+        nn_linear_forward(s->out, s->in, s->w[i], s->b[i], s->M, s->C[i], s->OC[i]);
+}
+
+static void run_small_sgemm_t(void *p)
+{
+    small_ctx *s = p;
+    for (int i = 0; i < SM_SHAPES; i++) {
+        for (int n = 0; n < s->M; n++)
+            memcpy(s->out + (size_t)n * s->OC[i], s->b[i], (size_t)s->OC[i] * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->M, s->OC[i], s->C[i], 1.0f,
+                    s->in, s->C[i], s->wt[i], s->OC[i], 1.0f, s->out, s->OC[i]);
+    }
+}
+
+static void run_small_m(int reps)
+{
+    nn_rng_t rng;
+    nn_rng_seed(&rng, 3);
+    const int d = 256, K = 512, max_m = 16;
+    small_ctx s = {.simd = nn_simd_best()};
+    double macs = 0;
+    for (int i = 0; i < SM_SHAPES; i++) {
+        const int shape[4][2] = {{d, 3 * d}, {d, d}, {d, 4 * d}, {4 * d, d}};
+        s.C[i] = i < 4 * SM_LAYERS ? shape[i % 4][0] : d;
+        s.OC[i] = i < 4 * SM_LAYERS ? shape[i % 4][1] : K;
+        const size_t nw = (size_t)s.C[i] * s.OC[i];
+        s.w[i] = randbuf(&rng, nw);
+        s.wt[i] = randbuf(&rng, nw);
+        s.b[i] = randbuf(&rng, s.OC[i]);
+        s.packed[i] = randbuf(&rng, nn_linear_packed_size(s.C[i], s.OC[i]));
+        nn_linear_pack(s.packed[i], s.w[i], s.C[i], s.OC[i]);
+        for (int c = 0; c < s.C[i]; c++)
+            for (int o = 0; o < s.OC[i]; o++)
+                s.wt[i][(size_t)c * s.OC[i] + o] = s.w[i][(size_t)o * s.C[i] + c];
+        macs += (double)nw;
+    }
+    s.in = randbuf(&rng, (size_t)max_m * 4 * d);
+    s.out = randbuf(&rng, (size_t)max_m * 4 * d);
+    printf("linear small-M: one gpt-sample step's linears (%d x [qkv, proj, fc, mlp proj] + "
+           "head, %.1f MB of weights), %s kernel\n", SM_LAYERS, 4e-6 * macs,
+           nn_simd_name(s.simd));
+    printf("  %3s %12s %12s %12s %8s\n", "M", "packed", "sgemm w", "sgemm w^T", "speed-up");
+    const int ms[] = {1, 2, 4, 8, 16};
+    double *t[3];
+    for (int k = 0; k < 3; k++) t[k] = malloc((size_t)reps * sizeof(double));
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+        s.M = ms[mi];
+        bench_fn f[3] = {run_small_packed, run_small_sgemm, run_small_sgemm_t};
+        for (int k = 0; k < 3; k++) f[k](&s);
+        for (int r = 0; r < reps; r++)
+            for (int k = 0; k < 3; k++) {
+                double t0 = bench_now();
+                f[k](&s);
+                t[k][r] = bench_now() - t0;
+            }
+        double gf[3];
+        for (int k = 0; k < 3; k++) gf[k] = 2.0 * macs * s.M / bench_median(t[k], reps) * 1e-9;
+        double best_sgemm = gf[1] > gf[2] ? gf[1] : gf[2];
+        printf("  %3d %7.1f GF/s %7.1f GF/s %7.1f GF/s %7.2fx\n", s.M, gf[0], gf[1], gf[2],
+               gf[0] / best_sgemm);
+    }
+    for (int k = 0; k < 3; k++) free(t[k]);
+    for (int i = 0; i < SM_SHAPES; i++) {
+        free(s.w[i]); free(s.wt[i]); free(s.b[i]); free(s.packed[i]);
+    }
+    free(s.in); free(s.out);
+}
+
 static double bench_median3(double v[3])
 {
     double a = v[0], b = v[1], c = v[2];
@@ -211,7 +308,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-r") == 0) reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
         else {
-            fprintf(stderr, "usage: bench-nn [-t THREADS] [-r REPS] [--only linear|conv]\n");
+            fprintf(stderr, "usage: bench-nn [-t THREADS] [-r REPS] [--only linear|conv|small]\n");
             return 2;
         }
     }
@@ -219,7 +316,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-nn: threads and repetitions must be positive\n");
         return 2;
     }
-    const int do_linear = strcmp(only, "conv") != 0, do_conv = strcmp(only, "linear") != 0;
+    const int do_small = !*only || strcmp(only, "small") == 0;
+    const int do_linear = !*only || strcmp(only, "linear") == 0;
+    const int do_conv = !*only || strcmp(only, "conv") == 0;
+    if (!do_small && !do_linear && !do_conv) {
+        fprintf(stderr, "bench-nn: --only takes linear, conv or small\n");
+        return 2;
+    }
     if (!getenv("OPENBLAS_CORETYPE") && nn_blas_better_core())
         fprintf(stderr, "note: OpenBLAS core %s is slow here; set OPENBLAS_CORETYPE=%s\n",
                 nn_blas_core(), nn_blas_better_core());
@@ -227,6 +330,8 @@ int main(int argc, char **argv)
     printf("bench-nn: OpenBLAS core %s, %d threads, median of %d\n", nn_blas_core(), threads,
            reps);
 
+    if (do_small) run_small_m(reps);
+    if (!do_linear && !do_conv) return 0;
     const int passes = 3;
     double r[3][3];
     for (int p = 0; p < passes; p++) {

@@ -9,10 +9,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The name as messages show it: one line (a control byte, which a file name may hold,
+ * becomes '?') and at most 160 bytes, so the problem always fits after it. */
+#define IMG_SHOWN_NAME 160
+
 int img_fail(char *err, int code, const char *name, const char *fmt, ...)
 {
     if (!err) return code;
-    int n = snprintf(err, 256, "%s: ", name ? name : "(image)");
+    const char *s = name ? name : "(image)";
+    char shown[IMG_SHOWN_NAME + 4];
+    size_t k = 0;
+    for (; *s && k < IMG_SHOWN_NAME; s++) shown[k++] = (unsigned char)*s < 0x20 || *s == 0x7F ? '?' : *s;
+    if (*s) memcpy(shown + k, "...", 3), k += 3;
+    shown[k] = 0;
+    int n = snprintf(err, 256, "%s: ", shown);
     if (n < 0 || n >= 256) return code;
     va_list ap;
     va_start(ap, fmt);

@@ -77,6 +77,28 @@ void nn_linear_forward(float *out, const float *in, const float *w, const float 
 void nn_linear_backward(float *din, float *dw, float *db, const float *dout,
                         const float *in, const float *w, int N, int C, int OC);
 
+/* Inference with few rows (sampling: one row per image and step): nn_linear_forward's
+ * product with w [OC, C] packed once by nn_linear_pack into panels of NN_PANEL output
+ * columns (nn_linear_packed_size(C, OC) floats), so that every product after reads the
+ * weights once for all rows, where sgemm repacks them on every call. Any N works; the
+ * gain is at N up to a few dozen rows. A row's outputs do not depend on the other rows,
+ * nor on the number of threads, nor on AVX-512 against AVX2 (the same fused multiply-add
+ * chain over c in order); the scalar path rounds differently. */
+#define NN_PANEL 64
+size_t nn_linear_packed_size(int C, int OC);
+void nn_linear_pack(float *packed, const float *w, int C, int OC);
+void nn_linear_packed_forward(float *out, const float *in, const float *packed,
+                              const float *b, int N, int C, int OC);
+
+/* The code paths of the packed product, widest last. nn_linear_packed_forward takes the
+ * widest this CPU runs; the _simd variant a given one (tests and benches compare them;
+ * one wider than the CPU runs falls back to nn_simd_best()). */
+typedef enum { NN_SIMD_SCALAR, NN_SIMD_AVX2, NN_SIMD_AVX512 } nn_simd_t;
+nn_simd_t nn_simd_best(void);
+const char *nn_simd_name(nn_simd_t s);
+void nn_linear_packed_forward_simd(float *out, const float *in, const float *packed,
+                                   const float *b, int N, int C, int OC, nn_simd_t simd);
+
 /* ---------------------------------------------------------------- convolution */
 
 typedef struct {
@@ -209,5 +231,68 @@ float nn_lr_schedule(long t, long warmup, long total, float lr, float lr_min);
  * max_norm, every gradient is scaled by max_norm / (norm + 1e-6). Returns the norm
  * before clipping. */
 float nn_clip_grad_norm(float *grad, size_t n, float max_norm);
+
+/* ---------------------------------------------------------------- transformer block */
+
+/* GPT-2's pre-LN block over B sequences of T rows of width C (the transformer's and the
+ * scorer's text encoder's):
+ *   res2 = x + proj(attn(LN1(x))),   res3 = res2 + proj(gelu_tanh(fc(LN2(res2))))
+ * with causal NH-head attention (nn_attention) and fc 4C wide; every linear is biased
+ * (nn.Linear layouts). The same struct names a block's parameters and its gradients. */
+typedef struct {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
+    float *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_proj_w, *mlp_proj_b;
+} nn_block_t;
+
+/* What the forward keeps for the backward, N = B*T rows. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* [N, C], [N], [N] */
+    float *qkv;                       /* [N, 3C] */
+    float *atty;                      /* [N, C] attention output before proj */
+    float *att;                       /* [B, NH, T, T] probabilities */
+    float *res2;                      /* [N, C] x after the attention branch */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;            /* [N, 4C] */
+    float *res3;                      /* [N, C] the block's output */
+} nn_block_acts_t;
+
+/* Backward scratch, reusable by every block: dln, datty [N, C], dqkv [N, 3C],
+ * datt [B, NH, T, T], dfch, dgelu [N, 4C]. */
+typedef struct {
+    float *dln, *datty, *dqkv, *datt, *dfch, *dgelu;
+} nn_block_scratch_t;
+
+/* x [N, C] -> h->res3. tmp: scratch [N, C]. */
+void nn_block_forward(nn_block_acts_t *h, float *tmp, const float *x, const nn_block_t *w, int B,
+                      int T, int C, int NH);
+/* dx [N, C]: d(loss)/d(res3) on entry, d(loss)/d(x) on return (in place: the residual
+ * passes it through and both branches add to it). Accumulates into g. */
+void nn_block_backward(float *dx, const nn_block_t *g, const nn_block_acts_t *h, const float *x,
+                       const nn_block_t *w, const nn_block_scratch_t *s, int B, int T, int C,
+                       int NH);
+
+/* ---------------------------------------------------------------- contrastive (CLIP) */
+
+/* Rows of in [N, C] scaled to unit length, as torch.nn.functional.normalize(x, dim=1):
+ * out = x / max(|x|, 1e-12). norm [N] keeps |x| for the backward; out may be in. */
+void nn_l2norm_forward(float *out, float *norm, const float *in, int N, int C);
+/* din += (dout - out <dout, out>) / |x|   (out: the forward's output) */
+void nn_l2norm_backward(float *din, const float *dout, const float *out, const float *norm,
+                        int N, int C);
+
+/* CLIP's symmetric contrastive loss over n pairs of embeddings img [n, E], txt [n, E]
+ * (pair i is image i with caption i):
+ *   logits = e^log_scale img @ txt^T   [n, n], row i: image i against every caption
+ *   loss = (CE(logits, diag) + CE(logits^T, diag)) / 2, each CE a mean over n rows.
+ * p_img [n, n] receives the row softmax (image -> captions), p_txt [n, n] the column
+ * softmax stored by rows (row j: caption j -> images); both are kept for the backward. */
+float nn_contrastive_forward(float *logits, float *p_img, float *p_txt, const float *img,
+                             const float *txt, float log_scale, int n, int E);
+/* dimg, dtxt [n, E] and *dlog_scale += dloss * the loss's gradients (any may be NULL);
+ * dlogits: scratch [n, n]. */
+void nn_contrastive_backward(float *dimg, float *dtxt, float *dlog_scale, float *dlogits,
+                             const float *logits, const float *p_img, const float *p_txt,
+                             const float *img, const float *txt, float log_scale, float dloss,
+                             int n, int E);
 
 #endif

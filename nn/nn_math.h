@@ -29,7 +29,9 @@ static inline float nn_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t k = (int32_t)kf;
+    /* NaN goes on through p (the result is NaN) but not into the int conversion, where
+     * it is undefined (a model file's NaN weights reached it: tests/fuzz) */
+    int32_t k = kf == kf ? (int32_t)kf : 0;
     /* 2^k in two halves so that k = 128 (x near 88.7) and k = -127 stay finite */
     int32_t k1 = k / 2, k2 = k - k1;
     uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;

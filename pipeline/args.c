@@ -1,9 +1,11 @@
 #include "pipeline/args.h"
+#include "pipeline/commands.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int arg_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out)
 {
@@ -69,4 +71,12 @@ const char *arg_value(const char *cmd, int argc, char **argv, int *i)
         return NULL;
     }
     return argv[++*i];
+}
+
+/* Here rather than in main.c so that the commands link without main (fuzz_cli_generate). */
+int cmd_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;
+    return 0;
 }

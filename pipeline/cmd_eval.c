@@ -32,6 +32,7 @@ static const char *eval_shapes_usage =
 static const char *eval_usage =
     "usage: dalle-c eval shapes IMAGE_DIR [options]\n"
     "       dalle-c eval nearest IMAGE_DIR --train TRAIN_DIR [options]\n"
+    "       dalle-c eval score IMAGE_DIR [-m MODEL] [options]\n"
     "(each with --help for its options)\n";
 
 typedef struct {
@@ -212,6 +213,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (strcmp(argv[1], "shapes") == 0) return eval_shapes(argc - 1, argv + 1);
     if (strcmp(argv[1], "nearest") == 0) return eval_nearest(argc - 1, argv + 1);
+    if (strcmp(argv[1], "score") == 0) return cmd_eval_score(argc - 1, argv + 1);
     fprintf(stderr, "dalle-c eval: unknown subcommand '%s'\n%s", argv[1], eval_usage);
     return 2;
 }

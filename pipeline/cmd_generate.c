@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +43,10 @@ static const char *const generate_usage =
     "  --top-k K            sample from the K most likely tokens, 0 = all (default 64)\n"
     "  --top-p P            nucleus sampling, (0, 1], 1 = off (default 1)\n"
     "  --guidance G         classifier-free guidance scale 0..100, 1 = none (default 3)\n"
+    "  --candidates M       draw M samples per image and keep the one the model's scorer\n"
+    "                       ranks best (needs a model with a scorer: docs/RERANK.md;\n"
+    "                       N x M at most 64). Candidate j of image i uses seed S + j*N + i,\n"
+    "                       so candidate 0 has the seed the image has without it (default 1)\n"
     "  --init-image IMG     image completion: keep the top rows of IMG (PNG or JPEG) ...\n"
     "  --init-rows R        ... R token rows of it, 1..grid (default: half the grid)\n"
     "  -t, --threads N      (default: OMP_NUM_THREADS or all cores)\n"
@@ -62,7 +65,7 @@ typedef struct {
     char *from_prompt;        /* owned: the prompt read from --from */
     char *from_init;          /* owned */
     dalle_params_t p;
-    int have_n, have_seed, have_init_rows;
+    int have_n, have_seed, have_init_rows, have_candidates;
     int image;                /* --from: 0 = all, k = image k of the batch, -1 = the grid */
     int quiet;
 } gen_opts_t;
@@ -76,71 +79,6 @@ static void on_sigint(int sig)
 }
 
 /* ---------------------------------------------------------------- settings <-> text */
-
-/* The shortest decimal that reads back as the same float. */
-static void format_float(char *buf, size_t n, float v)
-{
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, n, "%.*g", prec, (double)v);
-        if (strtof(buf, NULL) == v) return;
-    }
-}
-
-enum { KEY_MAX = 12 };
-typedef struct {
-    img_text_t kv[KEY_MAX];
-    char buf[KEY_MAX][64];
-    int n;
-} chunks_t;
-
-static void chunk(chunks_t *c, const char *key, const char *value)
-{
-    if (c->n >= KEY_MAX) return; /* make_chunks adds at most KEY_MAX */
-    c->kv[c->n].key = key;
-    c->kv[c->n].value = value;
-    c->n++;
-}
-
-static void chunk_fmt(chunks_t *c, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void chunk_fmt(chunks_t *c, const char *key, const char *fmt, ...)
-{
-    if (c->n >= KEY_MAX) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->buf[c->n], sizeof c->buf[c->n], fmt, ap);
-    va_end(ap);
-    chunk(c, key, c->buf[c->n]);
-}
-
-static void chunk_float(chunks_t *c, const char *key, float v)
-{
-    char text[32];
-    format_float(text, sizeof text, v);
-    chunk_fmt(c, key, "%s", text);
-}
-
-/* The text chunks of image k (1-based; -1: the grid) of a batch. */
-static void make_chunks(chunks_t *c, const char *prompt, const dalle_result_t *r,
-                        const char *model, const char *init_image, int k)
-{
-    c->n = 0;
-    chunk(c, "dalle-c:prompt", prompt);
-    chunk_fmt(c, "dalle-c:seed", "%llu", (unsigned long long)r->seed);
-    chunk_fmt(c, "dalle-c:n", "%d", r->n_images);
-    if (k < 0) chunk(c, "dalle-c:image", "grid");
-    else chunk_fmt(c, "dalle-c:image", "%d", k);
-    chunk_float(c, "dalle-c:temperature", r->params.temperature);
-    chunk_fmt(c, "dalle-c:top-k", "%d", r->params.top_k);
-    chunk_float(c, "dalle-c:top-p", r->params.top_p);
-    chunk_float(c, "dalle-c:guidance", r->params.guidance);
-    chunk(c, "dalle-c:model", model);
-    if (init_image) {
-        chunk(c, "dalle-c:init-image", init_image);
-        chunk_fmt(c, "dalle-c:init-rows", "%d", r->params.init_rows);
-    }
-    chunk(c, "dalle-c:version", dalle_version());
-}
 
 /* Settings from a PNG's chunks, for those not given on the command line. 0, or 1 (a
  * runtime failure: the file) after printing why. */
@@ -198,6 +136,11 @@ static int read_from(gen_opts_t *o, int have_t, int have_k, int have_p, int have
         if (*end || end == v || x < 0 || x > INT_MAX) bad = "dalle-c:top-k";
         o->p.top_k = (int)x;
     }
+    if (!o->have_candidates && (v = img_text_get(text, n, "dalle-c:candidates"))) {
+        long x = strtol(v, &end, 10);
+        if (*end || end == v || x < 1 || x > DALLE_MAX_IMAGES) bad = "dalle-c:candidates";
+        o->p.candidates = (int)x;
+    }
     if (!o->init_image && (v = img_text_get(text, n, "dalle-c:init-image"))) {
         o->from_init = strdup(v);
         o->init_image = o->from_init;
@@ -250,7 +193,7 @@ static int parse(gen_opts_t *o, int argc, char **argv)
         static const char *const with_value[] = {
             "-m", "--model", "-o", "--output", "--prompts", "--from", "--init-image", "-n",
             "--seed", "--temperature", "--top-k", "--top-p", "--guidance", "--init-rows", "-t",
-            "--threads", NULL};
+            "--threads", "--candidates", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++) known |= strcmp(a, with_value[k]) == 0;
         if (!known) {
@@ -298,6 +241,9 @@ static int parse(gen_opts_t *o, int argc, char **argv)
             o->have_init_rows = 1;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (arg_int(CMD, a, v, 1, 1024, &o->p.threads)) return 2;
+        } else if (strcmp(a, "--candidates") == 0) {
+            if (arg_int(CMD, a, v, 1, DALLE_MAX_IMAGES, &o->p.candidates)) return 2;
+            o->have_candidates = 1;
         } else {
             fprintf(stderr, CMD ": unknown option '%s' (see dalle-c \"PROMPT\" --help)\n", a);
             return 2;
@@ -317,6 +263,11 @@ static int parse(gen_opts_t *o, int argc, char **argv)
         return 2;
     }
     if (o->from && read_from(o, have_t, have_k, have_p, have_g)) return 1;
+    if (o->p.n_images * o->p.candidates > DALLE_MAX_IMAGES) {
+        fprintf(stderr, CMD ": -n %d with --candidates %d is %d samples; at most %d\n",
+                o->p.n_images, o->p.candidates, o->p.n_images * o->p.candidates, DALLE_MAX_IMAGES);
+        return 2;
+    }
     if (!o->prompt && !o->prompts_file) {
         fprintf(stderr, CMD ": no prompt given (dalle-c \"PROMPT\", --prompts FILE or --from "
                         "IMAGE.png; see --help)\n");
@@ -335,7 +286,7 @@ static int file_exists(const char *path)
 
 /* -m, else $DALLEC_MODEL, else the installed and the source-tree default beside the
  * executable. NULL after printing where it looked. buf receives a found default. */
-static const char *find_model(const char *given, char *buf, size_t n)
+const char *cmd_find_model(const char *given, char *buf, size_t n)
 {
     if (given) return given;
     const char *env = getenv("DALLEC_MODEL");
@@ -422,11 +373,10 @@ static int check_writable(const char *path)
     return 0;
 }
 
-static int save_png(const dalle_image_t *im, const char *path, const chunks_t *c)
+static int save_png(const dalle_image_t *im, const char *path, const dalle_settings_text_t *c)
 {
-    char err[256];
-    img_t img = {im->w, im->h, im->rgb};
-    if (img_save_png(&img, path, c->kv, c->n, err)) {
+    char err[DALLE_ERR_SIZE];
+    if (dalle_image_save_png(im, path, c->text, c->n_text, err)) {
         fprintf(stderr, CMD ": %s\n", err);
         return 1;
     }
@@ -511,18 +461,28 @@ static void output_path(char *path, size_t n, const gen_opts_t *o, int N, int k)
 
 /* Writes a single prompt's batch: one image, or each image and a grid, or (from --from)
  * the one image or grid asked for. */
+/* "wrote PATH", with image k's score (0-based; -1: the grid) when the model has a scorer */
+static void print_wrote(const char *path, const dalle_result_t *r, int k)
+{
+    if (k >= 0 && r->scores)
+        printf("wrote %s (score %.4f, candidate %d of %d)\n", path, (double)r->scores[k],
+               r->candidate[k] + 1, r->params.candidates);
+    else
+        printf("wrote %s\n", path);
+}
+
 static int write_batch(const gen_opts_t *o, const char *model_name, const dalle_result_t *r)
 {
     char path[4200];
     const int N = r->n_images;
-    chunks_t c;
+    dalle_settings_text_t c;
     int rc;
     for (int k = 1; k <= N; k++) {
         if (o->image == -1 || (o->image > 0 && o->image != k)) continue;
         output_path(path, sizeof path, o, N, k);
-        make_chunks(&c, o->prompt, r, model_name, o->init_image, k);
+        dalle_settings_text(&c, r, k, o->prompt, model_name, o->init_image);
         if ((rc = save_png(&r->images[k - 1], path, &c))) return rc;
-        printf("wrote %s\n", path);
+        print_wrote(path, r, k - 1);
     }
     if (N > 1 && o->image <= 0) {
         img_t tiles[DALLE_MAX_IMAGES], grid = {0};
@@ -534,7 +494,7 @@ static int write_batch(const gen_opts_t *o, const char *model_name, const dalle_
             return 1;
         }
         output_path(path, sizeof path, o, N, -1);
-        make_chunks(&c, o->prompt, r, model_name, o->init_image, -1);
+        dalle_settings_text(&c, r, 0, o->prompt, model_name, o->init_image);
         dalle_image_t g = {grid.w, grid.h, grid.rgb};
         rc = save_png(&g, path, &c);
         img_deinit(&grid);
@@ -632,10 +592,11 @@ static int run_prompts(const gen_opts_t *o, dalle_ctx_t *ctx, const char *model_
             char png[4200], txt[4200];
             snprintf(png, sizeof png, "%s/%04d.png", o->out, idx);
             snprintf(txt, sizeof txt, "%s/%04d.txt", o->out, idx);
-            chunks_t c;
-            make_chunks(&c, prompts[i], &r, model_name, o->init_image, k + 1);
+            dalle_settings_text_t c;
+            dalle_settings_text(&c, &r, k + 1, prompts[i], model_name, o->init_image);
             rc = save_png(&r.images[k], png, &c);
             if (!rc) rc = save_text(txt, prompts[i]);
+            if (!rc && r.scores) print_wrote(png, &r, k);
         }
         dalle_result_free(&r);
     }
@@ -682,7 +643,7 @@ int cmd_generate(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    if (!(model_path = find_model(o.model, model_buf, sizeof model_buf))) {
+    if (!(model_path = cmd_find_model(o.model, model_buf, sizeof model_buf))) {
         rc = 1;
         goto done;
     }
@@ -694,6 +655,13 @@ int cmd_generate(int argc, char **argv)
     dalle_model_info_t info;
     dalle_model_info(model, &info);
     dalle_image_t init_im = {init.w, init.h, init.rgb};
+    if (o.p.candidates > 1 && !info.has_scorer) {
+        fprintf(stderr, CMD ": %s holds no scorer, so --candidates %d has nothing to rank the "
+                "samples by; train one and add it (dalle-c rerank train DATASET_DIR -o SCORER "
+                "-m MODEL --into OUT; docs/RERANK.md)\n", model_path, o.p.candidates);
+        rc = 1;
+        goto done;
+    }
     if (o.init_image) {
         if (!o.have_init_rows) o.p.init_rows = info.grid / 2 > 0 ? info.grid / 2 : 1;
         if (o.p.init_rows > info.grid) {

@@ -42,6 +42,13 @@ int eval_nearest(int argc, char **argv);  /* cmd_eval_nearest.c: dalle-c eval ne
 /* dalle-c "PROMPT" | --prompts FILE | --from IMAGE.png [options] (cmd_generate.c); argv[0]
  * is the program name, the options start at argv[1]. */
 int cmd_generate(int argc, char **argv);
+/* The model file of a generating command: given (-m), else $DALLEC_MODEL, else the
+ * installed and the source-tree default.dalle beside the executable (cmd_generate.c).
+ * NULL after printing where it looked and how to get one; buf receives a found default. */
+const char *cmd_find_model(const char *given, char *buf, size_t n);
+int cmd_serve(int argc, char **argv);     /* cmd_serve.c: dalle-c serve (server/) */
 int cmd_gpt_train(int argc, char **argv); /* cmd_train.c: dalle-c train (the transformer) */
+int cmd_rerank(int argc, char **argv);    /* cmd_rerank.c: train, add, score */
+int cmd_eval_score(int argc, char **argv); /* cmd_eval_score.c: dalle-c eval score */
 
 #endif

@@ -8,6 +8,7 @@
 #include "data/data.h"
 #include "dvae/dvae.h"
 #include "nn/nn.h"
+#include "rerank/rerank.h"
 #include "tokenizer/tokenizer.h"
 #include "transformer/transformer.h"
 #include "weights/weights.h"
@@ -25,6 +26,7 @@ struct dalle_model {
     tok_t *tok;
     gpt_t *gpt;
     dvae_t *dvae;      /* parameters only (batch 1); contexts copy them */
+    rerank_t *scorer;  /* NULL: none in the file; else parameters only, copied as the dVAE */
     int S, G, T;
 };
 
@@ -39,6 +41,12 @@ struct dalle_ctx {
     float *pixels;     /* [cap, 3, S, S] */
     dalle_image_t *partial_images;
     uint8_t *partial_rgb;
+    /* reranking: the scorer's working copy, every sample's pixels and its input */
+    rerank_t *scorer;
+    dalle_image_t *samples;  /* [cap] */
+    uint8_t *samples_rgb;    /* [cap, S, S, 3] */
+    float *scorer_in;        /* [cap, 3, Sr, Sr] */
+    float *scores;           /* [cap] */
 };
 
 static int fail(char *err, int status, const char *fmt, ...)
@@ -111,6 +119,12 @@ static int load_parts(dalle_model_t *m, wf_reader_t *r, const char *path, char *
         return fail(err, DALLE_EMODEL, "%s: the transformer (text vocabulary %d, PAD %d, BOS %d) "
                     "does not fit the tokenizer (%d, %d, %d)", path, gc.text_vocab, gc.pad_id,
                     gc.bos_id, tok_vocab_size(m->tok), tok_pad_id(m->tok), tok_bos_id(m->tok));
+    rerank_config_t rc;
+    int found = rerank_config_read(&rc, wf_reader_config(r), path, e);
+    if (found < 0 || (found && (rerank_create(&m->scorer, &rc, 1, 0, e) ||
+                                rerank_read_tensors(m->scorer, r, e) ||
+                                rerank_check_tokenizer(&rc, m->tok, path, e))))
+        return fail(err, DALLE_EMODEL, "%s (the scorer)", e);
     m->S = dc.image_size;
     m->G = G;
     m->T = gc.text_len;
@@ -166,6 +180,7 @@ void dalle_model_free(dalle_model_t *m)
     tok_free(m->tok);
     gpt_free(m->gpt);
     dvae_free(m->dvae);
+    rerank_free(m->scorer);
     free(m->name);
     free(m);
 }
@@ -176,7 +191,7 @@ void dalle_model_info(const dalle_model_t *m, dalle_model_info_t *info)
     *info = (dalle_model_info_t){
         .image_size = m->S, .grid = m->G, .text_len = m->T, .text_vocab = gc->text_vocab,
         .image_vocab = gc->image_vocab, .n_layer = gc->n_layer, .n_head = gc->n_head,
-        .n_embd = gc->n_embd, .n_params = gpt_num_params(gc),
+        .n_embd = gc->n_embd, .n_params = gpt_num_params(gc), .has_scorer = m->scorer != NULL,
     };
 }
 
@@ -189,6 +204,7 @@ dalle_params_t dalle_params_default(void)
     dalle_params_t p = {
         .n_images = 1, .seed = -1, .temperature = 1.0f, .top_k = 64, .top_p = 1.0f,
         .guidance = 3.0f, .threads = 0, .init_image = NULL, .init_rows = 0, .partial_images = 0,
+        .candidates = 1,
     };
     return p;
 }
@@ -215,6 +231,12 @@ int dalle_params_check(const dalle_params_t *p, char err[DALLE_ERR_SIZE])
         return fail(err, DALLE_EINVAL, "init_rows = %d without an init image", p->init_rows);
     if (p->init_image && (p->init_image->w < 1 || p->init_image->h < 1 || !p->init_image->rgb))
         return fail(err, DALLE_EINVAL, "the init image is empty");
+    if (p->candidates < 1 || p->candidates > DALLE_MAX_IMAGES)
+        return fail(err, DALLE_EINVAL, "candidates = %d is not in [1, %d]", p->candidates,
+                    DALLE_MAX_IMAGES);
+    if (p->n_images * p->candidates > DALLE_MAX_IMAGES)
+        return fail(err, DALLE_EINVAL, "n_images x candidates = %d x %d is over %d samples",
+                    p->n_images, p->candidates, DALLE_MAX_IMAGES);
     return DALLE_OK;
 }
 
@@ -258,6 +280,15 @@ static void ctx_release(dalle_ctx_t *c)
     free(c->pixels);
     free(c->partial_images);
     free(c->partial_rgb);
+    rerank_free(c->scorer);
+    free(c->samples);
+    free(c->samples_rgb);
+    free(c->scorer_in);
+    free(c->scores);
+    c->scorer = NULL;
+    c->samples = NULL;
+    c->samples_rgb = NULL;
+    c->scorer_in = c->scores = NULL;
     c->sampler = NULL;
     c->dvae = NULL;
     c->tokens = c->prefix = c->partial = NULL;
@@ -297,10 +328,30 @@ static int ctx_reserve(dalle_ctx_t *c, int n, char *err)
     c->pixels = malloc(n * 3 * px * sizeof(float));
     c->partial_images = calloc((size_t)n, sizeof *c->partial_images);
     c->partial_rgb = malloc(n * 3 * px);
+    c->samples = calloc((size_t)n, sizeof *c->samples);
+    c->samples_rgb = malloc(n * 3 * px);
     if (!c->tokens || !c->prefix || !c->partial || !c->pixels || !c->partial_images ||
-        !c->partial_rgb) {
+        !c->partial_rgb || !c->samples || !c->samples_rgb) {
         ctx_release(c);
         return fail(err, DALLE_ENOMEM, "out of memory for %d images", n);
+    }
+    for (int i = 0; i < n; i++) c->samples[i] = (dalle_image_t){m->S, m->S, c->samples_rgb + i * 3 * px};
+    if (m->scorer) {
+        const rerank_config_t *rc = rerank_config(m->scorer);
+        const size_t rpx = (size_t)rc->image_size * rc->image_size;
+        if (rerank_create(&c->scorer, rc, n < 16 ? n : 16, 0, e)) {
+            ctx_release(c);
+            return fail(err, DALLE_ENOMEM, "%s", e);
+        }
+        size_t np;
+        const float *params = rerank_param_block(m->scorer, &np);
+        memcpy(rerank_param_block(c->scorer, NULL), params, np * sizeof(float));
+        c->scorer_in = malloc(n * 3 * rpx * sizeof(float));
+        c->scores = malloc((size_t)n * sizeof(float));
+        if (!c->scorer_in || !c->scores) {
+            ctx_release(c);
+            return fail(err, DALLE_ENOMEM, "out of memory for scoring %d images", n);
+        }
     }
     c->cap = n;
     return DALLE_OK;
@@ -422,7 +473,32 @@ void dalle_result_free(dalle_result_t *r)
         for (int i = 0; i < r->n_images; i++) free(r->images[i].rgb);
     free(r->images);
     free(r->tokens);
+    free(r->scores);
+    free(r->candidate);
     memset(r, 0, sizeof *r);
+}
+
+/* The scorer's score of each of the n samples in c->samples against prompt, into
+ * c->scores: pixels as a PNG would hold them, resized to the scorer's size. */
+static int score_samples(dalle_ctx_t *c, const char *prompt, int n, char *err)
+{
+    const int Sr = rerank_config(c->scorer)->image_size, S = c->m->S;
+    const size_t rpx = (size_t)Sr * Sr;
+    char e[256];
+    for (int i = 0; i < n; i++) {
+        img_t src = {S, S, c->samples[i].rgb}, dst = {0};
+        float *in = c->scorer_in + (size_t)i * 3 * rpx;
+        if (Sr == S) {
+            img_to_planar(&src, in, rpx);
+            continue;
+        }
+        if (img_resize_crop(&dst, &src, Sr, e)) return fail(err, DALLE_ENOMEM, "scoring: %s", e);
+        img_to_planar(&dst, in, rpx);
+        img_deinit(&dst);
+    }
+    if (rerank_score(c->scorer, c->m->tok, prompt, c->scorer_in, n, c->scores, e))
+        return fail(err, DALLE_EINVAL, "scoring: %s", e);
+    return DALLE_OK;
 }
 
 int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *params,
@@ -434,21 +510,25 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
     int st = dalle_params_check(params, err);
     if (st) return st;
     const dalle_model_t *m = c->m;
-    const int G = m->G, S = m->S, T = m->T, N = params->n_images;
+    const int G = m->G, S = m->S, T = m->T, N = params->n_images, M = params->candidates;
+    const int total = N * M; /* sample j*N + i is candidate j of image i */
     const size_t G2 = (size_t)G * G;
     if (params->init_rows > G)
         return fail(err, DALLE_EINVAL, "init_rows = %d is not in [0, %d] (the model's grid)",
                     params->init_rows, G);
+    if (M > 1 && !m->scorer)
+        return fail(err, DALLE_EMODEL, "%s holds no scorer: candidates = %d cannot be ranked "
+                    "(docs/RERANK.md: dalle-c rerank train, then dalle-c rerank add)", m->name, M);
 
     if ((st = dalle_prompt_check(prompt, err))) return st;
 
     double t0 = now_seconds();
     if (params->threads > 0) nn_set_threads(params->threads);
-    if ((st = ctx_reserve(c, N, err))) return st;
+    if ((st = ctx_reserve(c, total, err))) return st;
 
-    /* text: T ids, the same for every image; the full count tells whether it was cut */
+    /* text: T ids, the same for every sample; the full count tells whether it was cut */
     char e[256];
-    int *text = malloc((size_t)N * T * sizeof(int));
+    int *text = malloc((size_t)total * T * sizeof(int));
     if (!text) return fail(err, DALLE_ENOMEM, "out of memory");
     long full = tok_encode(m->tok, prompt, NULL, 0, e);
     int kept = full < 0 ? -1 : tok_encode_fixed(m->tok, prompt, text, T, e);
@@ -460,7 +540,7 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
         free(text);
         return fail(err, DALLE_EPROMPT, "the prompt is empty once normalised");
     }
-    for (int i = 1; i < N; i++) memcpy(text + (size_t)i * T, text, (size_t)T * sizeof(int));
+    for (int i = 1; i < total; i++) memcpy(text + (size_t)i * T, text, (size_t)T * sizeof(int));
 
     gpt_sample_opts_t o = gpt_sample_opts_default();
     uint64_t seed = params->seed >= 0 ? (uint64_t)params->seed : (uint64_t)dalle_random_seed();
@@ -475,7 +555,7 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
             return st;
         }
         const size_t P = (size_t)params->init_rows * G;
-        for (int i = 1; i < N; i++) memcpy(c->prefix + i * P, c->prefix, P * sizeof(int));
+        for (int i = 1; i < total; i++) memcpy(c->prefix + i * P, c->prefix, P * sizeof(int));
         o.prefix_rows = params->init_rows;
         o.prefix = c->prefix;
     }
@@ -484,10 +564,12 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
         o.on_row = relay_row;
         o.user = &relay;
     }
-    int gs = gpt_sample(c->sampler, text, N, &o, c->tokens, e);
+    int gs = gpt_sample(c->sampler, text, total, &o, c->tokens, e);
     free(text);
     if (gs == GPT_CANCELLED) return fail(err, DALLE_CANCELLED, "cancelled");
     if (gs) return fail(err, DALLE_EINVAL, "%s", e);
+    decode_into(c, c->tokens, total, c->samples);
+    if (m->scorer && (st = score_samples(c, prompt, total, err))) return st;
 
     dalle_result_t r = {.n_images = N, .params = *params, .seed = seed,
                         .prompt_tokens = (int)full, .prompt_kept = kept};
@@ -496,6 +578,11 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
     r.images = calloc((size_t)N, sizeof *r.images);
     r.tokens = malloc((size_t)N * G2 * sizeof(int));
     int ok = r.images && r.tokens;
+    if (ok && m->scorer) {
+        r.scores = malloc((size_t)N * sizeof(float));
+        r.candidate = malloc((size_t)N * sizeof(int));
+        ok = r.scores && r.candidate;
+    }
     for (int i = 0; ok && i < N; i++) {
         r.images[i] = (dalle_image_t){S, S, malloc((size_t)S * S * 3)};
         ok = r.images[i].rgb != NULL;
@@ -504,8 +591,18 @@ int dalle_generate(dalle_ctx_t *c, const char *prompt, const dalle_params_t *par
         dalle_result_free(&r);
         return fail(err, DALLE_ENOMEM, "out of memory for %d images", N);
     }
-    memcpy(r.tokens, c->tokens, (size_t)N * G2 * sizeof(int));
-    decode_into(c, c->tokens, N, r.images);
+    for (int i = 0; i < N; i++) {
+        int best = 0; /* the first of equal scores */
+        for (int j = 1; m->scorer && j < M; j++)
+            if (c->scores[j * N + i] > c->scores[best * N + i]) best = j;
+        const int k = best * N + i;
+        memcpy(r.tokens + i * G2, c->tokens + k * G2, G2 * sizeof(int));
+        memcpy(r.images[i].rgb, c->samples[k].rgb, (size_t)S * S * 3);
+        if (m->scorer) {
+            r.scores[i] = c->scores[k];
+            r.candidate[i] = best;
+        }
+    }
     r.seconds = now_seconds() - t0;
     *out = r;
     return DALLE_OK;

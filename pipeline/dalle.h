@@ -22,7 +22,11 @@
  *
  * Threads: params.threads sets the OpenMP team size of the calling thread (and
  * OpenBLAS's thread count, which is process-wide); 0 leaves both as they are
- * (OMP_NUM_THREADS, else all cores).
+ * (OMP_NUM_THREADS, else all cores). With several threads generating at once, leave it
+ * 0 or give every thread the same value. tests/test_generate_api.c runs two threads, a
+ * context each, on one model and checks their results equal a run alone.
+ *
+ * The *_free functions accept NULL.
  */
 #ifndef DALLEC_DALLE_H
 #define DALLEC_DALLE_H
@@ -84,6 +88,8 @@ typedef struct {
     int image_vocab;  /* K: dVAE codebook size */
     int n_layer, n_head, n_embd;
     size_t n_params;  /* transformer parameters */
+    int has_scorer;   /* 1: the file holds a scorer (its rerank part): params.candidates > 1
+                       * ranks samples, and results carry scores */
 } dalle_model_info_t;
 
 void dalle_model_info(const dalle_model_t *m, dalle_model_info_t *info);
@@ -109,6 +115,12 @@ typedef struct {
     /* 1: the row callback also gets the images decoded so far (one dVAE decode per row:
      * costs about G decodes more). 0 (default): tokens only. */
     int partial_images;
+    /* Reranking (docs/RERANK.md): draw this many samples for every image asked for and
+     * keep the one the model's scorer ranks best. 1..DALLE_MAX_IMAGES, with n_images *
+     * candidates at most DALLE_MAX_IMAGES (1). Above 1 it needs a model with a scorer
+     * (DALLE_EMODEL otherwise). Candidate j of image i is sample j*n_images + i of one
+     * batch, drawn from seed + j*n_images + i: candidate 0 has image i's usual seed. */
+    int candidates;
 } dalle_params_t;
 
 #define DALLE_MAX_IMAGES 64
@@ -139,7 +151,7 @@ typedef struct {
     int row;                      /* the token row just completed, 0..grid-1 (init rows
                                    * included: they come first, at once) */
     int grid;                     /* G */
-    int n_images;
+    int n_images;                 /* with candidates: n_images * candidates samples */
     const int *tokens;            /* [n_images, G*G]: rows 0..row of each image are final */
     /* With params.partial_images: each image decoded from rows 0..row, pixel rows below
      * (row+1)*S/G painted grey. Approximate near the edge: the dVAE decoder's receptive
@@ -160,7 +172,12 @@ typedef struct {
     uint64_t seed;                /* the seed used; image i drew from seed + i */
     int prompt_tokens;            /* tokens of the whole prompt */
     int prompt_kept;              /* of them read by the model: min(prompt_tokens, T) */
-    double seconds;               /* sampling and decoding, wall clock */
+    double seconds;               /* sampling, decoding and scoring, wall clock */
+    /* With a scorer in the model (else NULL): each image's score against the prompt, the
+     * cosine similarity of the scorer's embeddings (-1..1, higher fits better), and which
+     * of its candidates (0..candidates-1) it is. */
+    float *scores;                /* [n_images] */
+    int *candidate;               /* [n_images] */
 } dalle_result_t;
 
 /* Samples params->n_images images for prompt (UTF-8; longer than T tokens is cut: see
@@ -175,6 +192,42 @@ void dalle_result_free(dalle_result_t *r);
  * becomes. */
 int dalle_encode_image(dalle_ctx_t *c, const dalle_image_t *img, int *tokens,
                        char err[DALLE_ERR_SIZE]);
+
+/* ---------------------------------------------------------------- PNG files */
+
+/* A PNG text chunk: key (1-79 printable ASCII characters, no leading, trailing or double
+ * spaces, as PNG requires) and a UTF-8 value. */
+typedef struct {
+    const char *key;
+    const char *value;
+} dalle_text_t;
+
+/* img as an 8-bit RGB PNG in memory, with n_text text chunks (text may be NULL when
+ * n_text is 0; ASCII values go into tEXt, others into iTXt, long ones compressed).
+ * *png is malloc'ed: free() it. DALLE_EINVAL for a bad image, key or non-UTF-8 value. */
+int dalle_image_encode_png(const dalle_image_t *img, const dalle_text_t *text, int n_text,
+                           uint8_t **png, size_t *size, char err[DALLE_ERR_SIZE]);
+/* The same written to path atomically (a temporary file beside it, fsync'ed, renamed
+ * over path): a complete PNG or, on any failure, path as it was. */
+int dalle_image_save_png(const dalle_image_t *img, const char *path, const dalle_text_t *text,
+                         int n_text, char err[DALLE_ERR_SIZE]);
+
+/* The settings of one image of a result as the text chunks every dalle-c PNG carries:
+ * dalle-c:prompt, :seed, :n, :image, :temperature, :top-k, :top-p, :guidance, :model,
+ * (:init-image, :init-rows,) (:candidates when above 1; :score, the image's, with a
+ * scorer,) :version. With them `dalle-c --from IMAGE.png` makes the same image again on
+ * the same model. image: 1..r->n_images, or 0 for a grid of the
+ * whole batch. model: dalle_model_name(); init_image: the init image's file name, or
+ * NULL. prompt, model and init_image are pointed to, not copied. */
+#define DALLE_SETTINGS_MAX 14
+typedef struct {
+    dalle_text_t text[DALLE_SETTINGS_MAX];
+    int n_text;
+    char numbers[DALLE_SETTINGS_MAX][32];  /* where the formatted numbers live */
+} dalle_settings_text_t;
+
+void dalle_settings_text(dalle_settings_text_t *t, const dalle_result_t *r, int image,
+                         const char *prompt, const char *model, const char *init_image);
 
 #ifdef __cplusplus
 }

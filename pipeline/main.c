@@ -16,6 +16,8 @@ const cmd_entry_t dallec_commands[] = {
     {"data", cmd_data, "make datasets: synthetic shapes scenes; convert images"},
     {"train", cmd_gpt_train, "train the transformer on captioned images (with a dVAE): the full model"},
     {"eval", cmd_eval, "judge images against their prompts (shapes: per-attribute fidelity)"},
+    {"rerank", cmd_rerank, "the text-image scorer: train it, add it to a model, score images"},
+    {"serve", cmd_serve, "a web page and an OpenAI-style images API over HTTP (docs/SERVER.md)"},
     {0, 0, 0},
 };
 
@@ -70,13 +72,6 @@ static void reexec_with_tuned_env(char **argv)
     execv("/proc/self/exe", argv);
     /* exec failed: carry on as we are */
     unsetenv("DALLEC_REEXECED");
-}
-
-int cmd_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;
-    return 0;
 }
 
 static int run(int argc, char **argv)

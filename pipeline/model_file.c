@@ -13,17 +13,8 @@ int mf_writer_open(wf_writer_t **out, const char *path, const dvae_t *dv, const 
     int bad = !cfg || wf_config_set_str(cfg, "model.kind", MF_KIND) ||
               wf_config_set_str(cfg, "model.parts", MF_PARTS) ||
               dvae_config_store(dvae_config(dv), cfg) || gpt_config_store(gpt_config(gpt), cfg);
-    for (int i = 0; !bad && extra && i < wf_config_count(extra); i++) {
-        const char *k = wf_config_key(extra, i);
-        int64_t iv;
-        double fv;
-        const char *sv;
-        switch (wf_config_type(extra, i)) {
-        case WF_CFG_INT: bad = wf_config_get_int(extra, k, &iv) || wf_config_set_int(cfg, k, iv); break;
-        case WF_CFG_FLOAT: bad = wf_config_get_float(extra, k, &fv) || wf_config_set_float(cfg, k, fv); break;
-        default: bad = wf_config_get_str(extra, k, &sv) || wf_config_set_str(cfg, k, sv); break;
-        }
-    }
+    for (int i = 0; !bad && extra && i < wf_config_count(extra); i++)
+        bad = wf_config_copy_entry(cfg, extra, i);
     if (bad) {
         wf_config_free(cfg);
         snprintf(err, 256, "%.200s: cannot build the config (out of memory?)", path);

@@ -352,28 +352,29 @@ fail:
 
 /* ---------------------------------------------------------------- setup */
 
-static int train_tokenizer(run_t *r, char err[256])
+tok_t *tg_train_tokenizer(const ds_t *ds, int vocab, uint64_t seed, size_t *n_lines,
+                          char err[256])
 {
     size_t n = 0, cap = 0;
     const char **lines = NULL;
-    for (size_t i = 0; i < ds_count(r->ds, DS_TRAIN); i++)
-        for (int k = 0; k < ds_caption_count(r->ds, DS_TRAIN, i); k++) {
+    for (size_t i = 0; i < ds_count(ds, DS_TRAIN); i++)
+        for (int k = 0; k < ds_caption_count(ds, DS_TRAIN, i); k++) {
             if (n == cap) {
                 cap = cap ? 2 * cap : 1024;
                 const char **nl = realloc(lines, cap * sizeof *lines);
                 if (!nl) {
                     free(lines);
                     snprintf(err, 256, "tokenizer: out of memory");
-                    return -1;
+                    return NULL;
                 }
                 lines = nl;
             }
-            lines[n++] = ds_caption_line(r->ds, DS_TRAIN, i, k);
+            lines[n++] = ds_caption_line(ds, DS_TRAIN, i, k);
         }
     tok_train_config_t tc = tok_train_config_default();
-    tc.vocab_size = r->o.vocab;
+    tc.vocab_size = vocab;
     tc.hard_vocab_limit = 0;
-    tc.seed = (uint32_t)r->o.seed;
+    tc.seed = (uint32_t)seed;
     char *bytes = NULL;
     size_t len = 0;
     char e[256];
@@ -381,11 +382,18 @@ static int train_tokenizer(run_t *r, char err[256])
     free(lines);
     if (rc) {
         snprintf(err, 256, "training the tokenizer on %zu captions: %.200s", n, e);
-        return -1;
+        return NULL;
     }
-    r->tok = tok_create(bytes, len, err);
+    tok_t *tok = tok_create(bytes, len, err);
     free(bytes);
-    if (!r->tok) return -1;
+    if (n_lines) *n_lines = n;
+    return tok;
+}
+
+static int train_tokenizer(run_t *r, char err[256])
+{
+    size_t n;
+    if (!(r->tok = tg_train_tokenizer(r->ds, r->o.vocab, r->o.seed, &n, err))) return -1;
     info(r, "trained a tokenizer on %zu caption lines: %d ids", n, tok_vocab_size(r->tok));
     return 0;
 }

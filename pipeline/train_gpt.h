@@ -14,6 +14,7 @@
 
 #include "data/data.h"
 #include "dvae/dvae.h"
+#include "tokenizer/tokenizer.h"
 #include "transformer/transformer.h"
 
 #include <stdint.h>
@@ -90,6 +91,13 @@ typedef struct {
 int tg_dvae_info(const char *path, tg_info_t *info, char err[256]);
 /* From a checkpoint written by tg_train. */
 int tg_checkpoint_info(const char *path, tg_info_t *info, char err[256]);
+
+/* A tokenizer trained on every caption line of ds's training split (SentencePiece, at
+ * most vocab ids; the same captions and seed give the same tokenizer): what `dalle-c
+ * train` and `dalle-c rerank train` use when given none. *n_lines (may be NULL) receives
+ * the caption lines it read. NULL with err on failure. */
+tok_t *tg_train_tokenizer(const ds_t *ds, int vocab, uint64_t seed, size_t *n_lines,
+                          char err[256]);
 
 /* Trains on ds (opened with require_captions at the dVAE's image size; when resuming,
  * with the checkpoint's held-out fraction). With p->resume, options come from the

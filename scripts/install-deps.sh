@@ -4,11 +4,14 @@
 #   scripts/install-deps.sh --torch   also python3-torch, for regenerating test fixtures
 #                                     and the PyTorch side of the benchmarks
 #   scripts/install-deps.sh --fuzz    also clang and its fuzzer runtime (scripts/fuzz.sh)
+# libmicrohttpd and jansson are dalle-c serve's (HTTP, JSON); libcurl is its tests' client.
+# scripts/test-browser.sh installs what the browser test needs itself.
 set -eu
 packages="build-essential cmake pkg-config git
   libopenblas-openmp-dev libsentencepiece-dev sentencepiece
   libpng-dev libjpeg62-turbo-dev libzstd-dev zstd
-  libopenmpi-dev openmpi-bin"
+  libopenmpi-dev openmpi-bin
+  libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev"
 for opt in "$@"; do
     case $opt in
         --torch) packages="$packages python3 python3-torch python3-numpy" ;;

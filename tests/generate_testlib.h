@@ -113,4 +113,15 @@ static unsigned char *gt_read_file(const char *path, size_t *n)
     return b;
 }
 
+/* 1 when both files can be read and hold the same bytes (inline: not every test uses it) */
+static inline int gt_same_file(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    unsigned char *x = gt_read_file(a, &na), *y = gt_read_file(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
 #endif

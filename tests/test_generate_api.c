@@ -3,7 +3,9 @@
  * the same seed giving the same tokens and pixels, the row callback (called G times in
  * order, partial images grey below the finished rows, cancel stopping early), image
  * completion (the top rows are the init image's tokens), one model shared by two threads
- * giving what one thread gives, thread counts not changing results, and the errors. */
+ * giving what one thread gives, thread counts not changing results, the PNG writers with
+ * the settings chunks, and the errors. */
+#include "data/data.h"
 #include "dvae/dvae.h"
 #include "pipeline/dalle.h"
 #include "tests/generate_testlib.h"
@@ -335,12 +337,81 @@ static void test_prompt_errors(dalle_model_t *m)
     dalle_ctx_free(c);
 }
 
+/* ---------------------------------------------------------------- PNG files */
+
+static void test_png(dalle_model_t *m)
+{
+    char err[DALLE_ERR_SIZE], path[700];
+    dalle_ctx_t *c = NULL;
+    dalle_result_t r;
+    dalle_ctx_create(&c, m, err);
+    if (gen(c, "a red circle", 77, 2, &r) != DALLE_OK) {
+        dalle_ctx_free(c);
+        return;
+    }
+    dalle_settings_text_t s;
+    dalle_settings_text(&s, &r, 2, "a red circle", dalle_model_name(m), NULL);
+    const char *want[][2] = {{"dalle-c:prompt", "a red circle"}, {"dalle-c:seed", "77"},
+                             {"dalle-c:n", "2"}, {"dalle-c:image", "2"},
+                             {"dalle-c:top-k", "64"}, {"dalle-c:guidance", "3"},
+                             {"dalle-c:model", "model.dalle"}};
+    check(s.n_text == 10, "settings: %d chunks, want 10 (no init image)", s.n_text);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const char *v = NULL;
+        for (int k = 0; k < s.n_text; k++)
+            if (strcmp(s.text[k].key, want[i][0]) == 0) v = s.text[k].value;
+        check(v && strcmp(v, want[i][1]) == 0, "%s = %s, want %s", want[i][0], v ? v : "(none)",
+              want[i][1]);
+    }
+
+    /* in memory and on disk: the pixels and the chunks come back */
+    uint8_t *png = NULL;
+    size_t size = 0;
+    img_t back = {0};
+    check(dalle_image_encode_png(&r.images[1], s.text, s.n_text, &png, &size, err) == DALLE_OK,
+          "encode: %s", err);
+    check(png && img_load_mem(&back, png, size, "png", err) == 0 && back.w == GT_S &&
+              memcmp(back.rgb, r.images[1].rgb, (size_t)GT_S * GT_S * 3) == 0,
+          "encoded PNG decodes to the same pixels");
+    img_deinit(&back);
+    free(png);
+    snprintf(path, sizeof path, "%s/settings.png", test_tmpdir());
+    img_text_t *text = NULL;
+    int n = 0;
+    check(dalle_image_save_png(&r.images[1], path, s.text, s.n_text, err) == DALLE_OK,
+          "save: %s", err);
+    check(img_load_text(path, &text, &n, err) == 0 && n == s.n_text &&
+              strcmp(img_text_get(text, n, "dalle-c:seed"), "77") == 0,
+          "saved PNG holds the %d chunks", s.n_text);
+    free(text);
+
+    /* errors: a status and a message, nothing written */
+    dalle_text_t bad_key = {"", "x"}, bad_value = {"note", "\xff\xfe"};
+    dalle_image_t no_pixels = {GT_S, GT_S, NULL};
+    snprintf(path, sizeof path, "%s/no-such-folder/x.png", test_tmpdir());
+    int st = dalle_image_encode_png(&r.images[0], &bad_key, 1, &png, &size, err);
+    check(st == DALLE_EINVAL, "empty key: status %d", st);
+    st = dalle_image_encode_png(&r.images[0], &bad_value, 1, &png, &size, err);
+    check(st == DALLE_EINVAL, "non-UTF-8 value: status %d", st);
+    st = dalle_image_encode_png(&no_pixels, NULL, 0, &png, &size, err);
+    check(st == DALLE_EINVAL && png == NULL, "no pixels: status %d", st);
+    st = dalle_image_save_png(&r.images[0], path, NULL, -1, err);
+    check(st == DALLE_EINVAL, "negative chunk count: status %d", st);
+    st = dalle_image_save_png(&r.images[0], path, NULL, 0, err);
+    check(st == DALLE_EIO, "missing folder: status %d", st);
+    check(strstr(err, "no-such-folder") != NULL, "the message names the file: %s", err);
+    printf("  PNG writers and settings chunks ok\n");
+    dalle_result_free(&r);
+    dalle_ctx_free(c);
+}
+
 /* ---------------------------------------------------------------- threads */
 
 typedef struct {
     const dalle_model_t *m;
     const char *prompt;
     int64_t seed;
+    int threads;           /* params.threads of this worker */
     int rounds;
     dalle_result_t r[4];
     int ok;
@@ -355,7 +426,7 @@ static void *worker(void *arg)
     dalle_params_t p = dalle_params_default();
     p.seed = w->seed;
     p.n_images = 2;
-    p.threads = 1;
+    p.threads = w->threads;
     for (int i = 0; w->ok && i < w->rounds; i++)
         w->ok = dalle_generate(c, w->prompt, &p, NULL, NULL, &w->r[i], err) == 0;
     dalle_ctx_free(c);
@@ -371,21 +442,29 @@ static void test_threads(dalle_model_t *m)
     gen(c, "a red circle", 100, 2, &want[0]);
     gen(c, "a yellow heart", 200, 2, &want[1]);
     dalle_ctx_free(c);
-    worker_t w[2] = {{m, "a red circle", 100, 4, {{0}}, 0}, {m, "a yellow heart", 200, 4, {{0}}, 0}};
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++) check(pthread_create(&t[i], NULL, worker, &w[i]) == 0, "thread");
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    for (int i = 0; i < 2; i++) {
-        check(w[i].ok, "thread %d generated", i);
-        int same = 1;
-        for (int k = 0; k < w[i].rounds; k++) {
-            same &= w[i].ok && same_result(&w[i].r[k], &want[i]);
-            dalle_result_free(&w[i].r[k]);
+    /* each thread's OpenMP team: one thread each; one and two at once; both as the
+     * environment says (OMP_NUM_THREADS=2 under ctest), the default */
+    static const int teams[][2] = {{1, 1}, {1, 2}, {0, 0}};
+    for (int cfg = 0; cfg < 3; cfg++) {
+        worker_t w[2] = {{m, "a red circle", 100, teams[cfg][0], 4, {{0}}, 0},
+                         {m, "a yellow heart", 200, teams[cfg][1], 4, {{0}}, 0}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) check(pthread_create(&t[i], NULL, worker, &w[i]) == 0, "thread");
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < 2; i++) {
+            check(w[i].ok, "thread %d generated", i);
+            int same = 1;
+            for (int k = 0; k < w[i].rounds; k++) {
+                same &= w[i].ok && same_result(&w[i].r[k], &want[i]);
+                dalle_result_free(&w[i].r[k]);
+            }
+            check(same, "thread %d (threads = %d): %d rounds equal to one thread alone", i,
+                  w[i].threads, w[i].rounds);
         }
-        check(same, "thread %d: %d rounds equal to one thread alone", i, w[i].rounds);
-        dalle_result_free(&want[i]);
+        printf("  two threads sharing one model (params.threads %d and %d) ok\n", teams[cfg][0],
+               teams[cfg][1]);
     }
-    printf("  two threads sharing one model ok\n");
+    for (int i = 0; i < 2; i++) dalle_result_free(&want[i]);
 }
 
 int main(void)
@@ -400,6 +479,7 @@ int main(void)
     test_callback(m);
     test_init_image(m);
     test_prompt_errors(m);
+    test_png(m);
     test_threads(m);
     dalle_model_free(m);
     return test_summary("test_generate_api");

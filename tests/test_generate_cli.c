@@ -43,16 +43,6 @@ static int run(char **out, const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static int same_file(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    unsigned char *x = gt_read_file(a, &na), *y = gt_read_file(b, &nb);
-    int same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static int exists(const char *path)
 {
     struct stat st;
@@ -109,7 +99,7 @@ static void test_same_seed_and_chunks(void)
     free(out);
     check(run(NULL, "%s 'a red circle' -m %s -o %s --seed 7 --temperature 0.9 --top-k 5 "
                     "--top-p 0.95 --guidance 2.5 -t 1 -q", bin, model, b) == 0, "again");
-    check(same_file(a, b), "same seed and settings: byte-identical PNGs");
+    check(gt_same_file(a, b), "same seed and settings: byte-identical PNGs");
     img_t img = {0};
     char err[256];
     check(img_load(&img, a, err) == 0 && img.w == GT_S && img.h == GT_S, "a %dx%d PNG", img.w, img.h);
@@ -124,16 +114,16 @@ static void test_same_seed_and_chunks(void)
               "chunk %s = '%s' (want '%s')", keys[i][0], v, keys[i][1]);
     /* --from: byte-identical; a flag given overrides */
     check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, a, model, c) == 0, "--from");
-    check(same_file(a, c), "--from a.png: byte-identical PNG");
+    check(gt_same_file(a, c), "--from a.png: byte-identical PNG");
     check(run(NULL, "%s --from %s -m %s -o %s --seed 8 -t 1 -q", bin, a, model, c) == 0,
           "--from --seed 8");
-    check(!same_file(a, c) && chunk_of(c, "dalle-c:seed", v, sizeof v) && strcmp(v, "8") == 0 &&
+    check(!gt_same_file(a, c) && chunk_of(c, "dalle-c:seed", v, sizeof v) && strcmp(v, "8") == 0 &&
               chunk_of(c, "dalle-c:top-k", v, sizeof v) && strcmp(v, "5") == 0,
           "--from with --seed 8: another image, the other settings kept");
     /* another thread count: the same bytes */
     check(run(NULL, "%s 'a red circle' -m %s -o %s --seed 7 --temperature 0.9 --top-k 5 "
                     "--top-p 0.95 --guidance 2.5 -t 2 -q", bin, model, c) == 0, "-t 2");
-    check(same_file(a, c), "-t 2 gives the bytes of -t 1");
+    check(gt_same_file(a, c), "-t 2 gives the bytes of -t 1");
     printf("  same seed, chunks, --from ok\n");
 }
 
@@ -151,7 +141,7 @@ static void test_random_seed(void)
     check(chunk_of(a, "dalle-c:seed", v, sizeof v) && strcmp(v, want) == 0,
           "the printed seed %s is stored (%s)", want, v);
     free(out);
-    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, a, model, b) == 0 && same_file(a, b),
+    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, a, model, b) == 0 && gt_same_file(a, b),
           "a random-seed image reproduces from itself");
     printf("  random seed %llu printed, stored, reproduced\n", seed);
 }
@@ -179,15 +169,15 @@ static void test_batch(void)
     snprintf(q, sizeof q, "%s/g-3.png", tmp);
     char r[700];
     snprintf(r, sizeof r, "%s/g3-again.png", tmp);
-    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, q, model, r) == 0 && same_file(q, r),
+    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, q, model, r) == 0 && gt_same_file(q, r),
           "--from g-3.png: byte-identical");
     snprintf(r, sizeof r, "%s/grid-again.png", tmp);
-    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, p, model, r) == 0 && same_file(p, r),
+    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, p, model, r) == 0 && gt_same_file(p, r),
           "--from the grid: byte-identical grid");
     /* the tiles differ from each other */
     snprintf(q, sizeof q, "%s/g-1.png", tmp);
     snprintf(r, sizeof r, "%s/g-2.png", tmp);
-    check(!same_file(q, r), "images of a batch differ");
+    check(!gt_same_file(q, r), "images of a batch differ");
     printf("  -n 4: 4 images and a grid, each reproducible\n");
 }
 
@@ -242,7 +232,7 @@ static void test_prompts(void)
     snprintf(one, sizeof one, "%s/0003.png", dir);
     snprintf(again, sizeof again, "%s/0003-again.png", tmp);
     check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, one, model, again) == 0 &&
-              same_file(one, again),
+              gt_same_file(one, again),
           "--from a --prompts image: byte-identical");
     printf("  --prompts folder layout, seeds and reproduction ok\n");
 }
@@ -268,7 +258,7 @@ static void test_init_image(void)
     check(chunk_of(a, "dalle-c:init-rows", v, sizeof v) && strcmp(v, "2") == 0 &&
               chunk_of(a, "dalle-c:init-image", v, sizeof v) && strcmp(v, init) == 0,
           "init chunks");
-    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, a, model, b) == 0 && same_file(a, b),
+    check(run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, a, model, b) == 0 && gt_same_file(a, b),
           "--from an image-completion PNG: byte-identical");
     printf("  --init-image ok\n");
 }

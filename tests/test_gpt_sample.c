@@ -242,9 +242,99 @@ static void test_pick(void)
     check(worst < 0.015, "sampling frequencies off by %g", worst);
 }
 
+/* The sampling rule as first written, with a full sort of the K candidates: the partial
+ * selection gpt_pick_token uses for top-k must pick exactly the same token for the same
+ * draw (same kept set, same order, so the same sums and CDF). */
+static int cand_desc_ref(const void *pa, const void *pb)
+{
+    const gpt_cand_t *a = pa, *b = pb;
+    if (a->v != b->v) return a->v > b->v ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static int pick_full_sort(const float *cond, const float *uncond, int K,
+                          const gpt_sample_opts_t *o, nn_rng_t *rng, gpt_cand_t *cand)
+{
+    for (int j = 0; j < K; j++)
+        cand[j] = (gpt_cand_t){uncond ? uncond[j] + o->guidance * (cond[j] - uncond[j]) : cond[j],
+                               j};
+    for (int j = 0; j < K; j++) cand[j].v *= 1.0f / o->temperature;
+    qsort(cand, (size_t)K, sizeof *cand, cand_desc_ref);
+    int n = K;
+    if (o->top_k > 0 && o->top_k < K) {
+        n = o->top_k;
+        while (n < K && cand[n].v == cand[o->top_k - 1].v) n++;
+    }
+    const float mx = cand[0].v;
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) {
+        cand[j].v = expf(cand[j].v - mx);
+        sum += cand[j].v;
+    }
+    if (o->top_p < 1.0f) {
+        double cum = 0.0, limit = (double)o->top_p * sum;
+        int keep = 0;
+        while (keep < n && (keep == 0 || cum < limit)) cum += cand[keep++].v;
+        n = keep;
+        sum = cum;
+    }
+    double u = (double)nn_rng_uniform(rng) * sum, acc = 0.0;
+    for (int j = 0; j < n; j++) {
+        acc += cand[j].v;
+        if (u < acc) return cand[j].id;
+    }
+    return cand[n - 1].id;
+}
+
+static void test_pick_vs_full_sort(void)
+{
+    enum { CASES = 3000, K_MAX = 600 };
+    printf("the top-k selection vs a full sort (%d random cases, many ties)\n", CASES);
+    static float cond[K_MAX], uncond[K_MAX];
+    static gpt_cand_t cand[K_MAX], cand_ref[K_MAX];
+    nn_rng_t gen;
+    nn_rng_seed(&gen, 77);
+    int differ = 0, with_ties = 0;
+    for (int c = 0; c < CASES; c++) {
+        const int K = 2 + (int)nn_rng_below(&gen, K_MAX - 1);
+        /* values on a coarse grid, so that the k-th value is often tied */
+        const float grid = c % 3 == 0 ? 0.5f : c % 3 == 1 ? 0.05f : 1e-4f;
+        for (int j = 0; j < K; j++) {
+            cond[j] = grid * (float)(int)(nn_rng_normal(&gen) * 3.0f / grid);
+            uncond[j] = grid * (float)(int)(nn_rng_normal(&gen) * 3.0f / grid);
+        }
+        gpt_sample_opts_t o = gpt_sample_opts_default();
+        const int ks[] = {0, 1, 2, 5, 64, K - 1, K, K + 3};
+        o.top_k = ks[nn_rng_below(&gen, 8)];
+        if (o.top_k < 0) o.top_k = 0;
+        const float ps[] = {1.0f, 0.95f, 0.5f, 0.1f};
+        o.top_p = ps[nn_rng_below(&gen, 4)];
+        const float ts[] = {1.0f, 0.7f, 1.3f};
+        o.temperature = ts[nn_rng_below(&gen, 3)];
+        o.guidance = c % 2 ? 3.0f : 1.0f;
+        const float *u = c % 2 ? uncond : NULL;
+        nn_rng_t r1, r2;
+        nn_rng_seed(&r1, 1000 + (uint64_t)c);
+        r2 = r1;
+        int got = gpt_pick_token(cond, u, K, &o, &r1, cand);
+        int want = pick_full_sort(cond, u, K, &o, &r2, cand_ref);
+        if (o.top_k > 0 && o.top_k < K && cand_ref[o.top_k].v == cand_ref[o.top_k - 1].v)
+            with_ties++;
+        if (got != want || memcmp(&r1, &r2, sizeof r1) != 0) {
+            if (differ++ < 5)
+                printf("  case %d: K %d top_k %d top_p %g T %g: token %d, full sort %d\n", c, K,
+                       o.top_k, o.top_p, o.temperature, got, want);
+        }
+    }
+    printf("  %d of %d differ (%d cases had ties at the k-th value)\n", differ, CASES, with_ties);
+    check(differ == 0, "top-k selection and full sort picked different tokens");
+    check(with_ties > 50, "too few tied cases (%d) to test the ties", with_ties);
+}
+
 int main(void)
 {
     test_pick();
+    test_pick_vs_full_sort();
     test_cache_vs_full();
     return test_summary("test_gpt_sample");
 }

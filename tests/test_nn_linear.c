@@ -1,5 +1,6 @@
 /* nn_linear against PyTorch (tests/fixtures/nn_linear.bin, F.linear N=5 C=7 OC=3),
- * backward accumulation, NULL bias/gradients, and a finite-difference check. */
+ * backward accumulation, NULL bias/gradients, and a finite-difference check; the packed
+ * small-row product of inference against loops in double, across its code paths. */
 #include "nn/nn.h"
 #include "tests/testutil.h"
 
@@ -151,10 +152,80 @@ static void test_wide(void)
     free(wout); free(wdx); free(wdw); free(wdb);
 }
 
+/* out [N, OC] = in @ w^T + b in double */
+static void linear_double(float *out, const float *in, const float *w, const float *b, int N,
+                          int C, int OC)
+{
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int c = 0; c < C; c++) s += (double)in[(size_t)n * C + c] * w[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = (float)s;
+        }
+}
+
+/* nn_linear_packed_forward at row counts around its tiles (1..4, 8 and the rows beyond),
+ * beyond a 64-row block, widths that leave a partial panel, with and without bias; every
+ * code path this CPU runs against double loops; the SIMD paths bit for bit against each
+ * other, against one row at a time and against one thread. Sums of up to 300 products in
+ * float32 (one chain): 5e-4 on check_close's scale-relative error, as test_wide. */
+static void test_packed(void)
+{
+    const int shapes[][3] = {{1, 7, 3},    {2, 40, 150}, {3, 64, 64},   {4, 33, 17},
+                             {5, 256, 96}, {8, 20, 65},  {9, 300, 130}, {16, 256, 200},
+                             {17, 48, 64}, {70, 35, 129}};
+    const nn_simd_t best = nn_simd_best();
+    printf("packed linear vs double loops (widest path here: %s)\n", nn_simd_name(best));
+    nn_rng_t rng;
+    nn_rng_seed(&rng, 222);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int N = shapes[k][0], C = shapes[k][1], OC = shapes[k][2];
+        float *x = zeros((size_t)N * C), *w = zeros((size_t)OC * C), *b = zeros(OC);
+        float *packed = zeros(nn_linear_packed_size(C, OC)), *want = zeros((size_t)N * OC);
+        float *got[3] = {zeros((size_t)N * OC), zeros((size_t)N * OC), zeros((size_t)N * OC)};
+        float *row = zeros(OC), *one_thread = zeros((size_t)N * OC);
+        nn_rng_fill_normal(&rng, x, (size_t)N * C, 0, 1);
+        nn_rng_fill_normal(&rng, w, (size_t)OC * C, 0, 0.2f);
+        nn_rng_fill_normal(&rng, b, OC, 0, 1);
+        nn_linear_pack(packed, w, C, OC);
+        const float *bias = k % 3 == 2 ? NULL : b;
+        linear_double(want, x, w, bias, N, C, OC);
+        char label[96];
+        for (nn_simd_t p = NN_SIMD_SCALAR; p <= best; p++) {
+            nn_linear_packed_forward_simd(got[p], x, packed, bias, N, C, OC, p);
+            snprintf(label, sizeof label, "N=%d C=%d OC=%d%s %s", N, C, OC,
+                     bias ? "" : " no bias", nn_simd_name(p));
+            check_close(label, got[p], want, (size_t)N * OC, 5e-4);
+        }
+        if (best >= NN_SIMD_AVX2) {
+            nn_simd_t p = best;
+            if (best == NN_SIMD_AVX512)
+                check(memcmp(got[NN_SIMD_AVX2], got[NN_SIMD_AVX512],
+                             (size_t)N * OC * sizeof(float)) == 0,
+                      "N=%d C=%d OC=%d: avx2 and avx512 differ", N, C, OC);
+            int rows_same = 1;
+            for (int n = 0; n < N; n++) {
+                nn_linear_packed_forward_simd(row, x + (size_t)n * C, packed, bias, 1, C, OC, p);
+                rows_same &= memcmp(row, got[p] + (size_t)n * OC, (size_t)OC * sizeof(float)) == 0;
+            }
+            check(rows_same, "N=%d C=%d OC=%d: a row alone differs from it among %d", N, C, OC, N);
+            int threads = nn_threads();
+            nn_set_threads(1);
+            nn_linear_packed_forward(one_thread, x, packed, bias, N, C, OC);
+            nn_set_threads(threads);
+            check(memcmp(one_thread, got[p], (size_t)N * OC * sizeof(float)) == 0,
+                  "N=%d C=%d OC=%d: 1 thread and %d differ", N, C, OC, threads);
+        }
+        free(x); free(w); free(b); free(packed); free(want); free(row); free(one_thread);
+        for (int p = 0; p < 3; p++) free(got[p]);
+    }
+}
+
 int main(void)
 {
     test_fixture();
     test_fd();
     test_wide();
+    test_packed();
     return test_summary("test_nn_linear");
 }

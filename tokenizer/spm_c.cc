@@ -49,6 +49,9 @@ static std::string status_text(const spm::util::Status &st, const char *fallback
         if (m.empty()) m = fallback ? fallback : "failed check " + cond;
     }
     if (m.empty()) m = fallback ? fallback : "status code " + std::to_string(static_cast<int>(st.code()));
+    // A message may quote a piece of the model (any bytes, a newline too): keep it one line.
+    for (char &c : m)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
     return m;
 }
 

@@ -3,6 +3,7 @@
  * model files). */
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/spm_c.h"
+#include "tokenizer/spm_check.h"
 #include "weights/weights.h"
 
 #include <errno.h>
@@ -129,7 +130,8 @@ tok_t *tok_create(const void *bytes, size_t n, char err[256])
         set_err(err, "tokenizer: out of memory");
         return NULL;
     }
-    t->sp = spmc_load(bytes, n, err);
+    /* libsentencepiece trusts parts of what it loads: refuse what it cannot take */
+    t->sp = spm_check_model(bytes, n, err) == 0 ? spmc_load(bytes, n, err) : NULL;
     if (!t->sp) {
         free(t);
         return NULL;

@@ -4,11 +4,9 @@
 
 #include "transformer/transformer.h"
 
-/* One block's tensors; the same struct names parameters and gradients. */
-typedef struct {
-    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
-    float *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_proj_w, *mlp_proj_b;
-} gpt_block_t;
+/* One block's tensors (nn's pre-LN block); the same struct names parameters and
+ * gradients. */
+typedef nn_block_t gpt_block_t;
 
 typedef struct {
     float *wte_text, *wte_image, *wpe_text, *wpe_row, *wpe_col;
@@ -17,16 +15,7 @@ typedef struct {
 } gpt_weights_t;
 
 /* One block's saved activations, N = B*L rows. */
-typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd; /* [N, d], [N], [N] */
-    float *qkv;                       /* [N, 3d] */
-    float *atty;                      /* [N, d] attention output before proj */
-    float *att;                       /* [B, H, L, L] probabilities */
-    float *res2;                      /* [N, d] x after the attention branch */
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;            /* [N, 4d] */
-    float *res3;                      /* [N, d] x after the MLP branch: the block's output */
-} gpt_block_acts_t;
+typedef nn_block_acts_t gpt_block_acts_t;
 
 typedef struct {
     float *encoded;                   /* [N, d] embeddings: block 0's input */

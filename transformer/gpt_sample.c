@@ -8,14 +8,14 @@
  * plus any forced prefix tokens) is the prompt; after it, S = 1 per image token. Only
  * the last position of a step goes through the final LN and the image head.
  *
- * Linear layers read transposed copies of the weights ([in, out], refreshed from the
- * model at the start of every gpt_sample, ~1% of its time): with a handful of rows,
- * OpenBLAS repacks an [out, in] operand on every call, which took half the time (bench
- * config, 4 images: ~2x faster per linear with the [in, out] copy).
+ * Linear layers read copies of the weights packed for nn_linear_packed_forward
+ * (refreshed from the model at the start of every gpt_sample, ~1% of its time), which
+ * streams each weight once per step for all rows: with a handful of rows sgemm repacks
+ * its weight operand on every call (bench-nn --only small: 2.6-4x faster at 4 rows).
  */
 #include "transformer/gpt_internal.h"
+#include "nn/nn_math.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,19 +26,19 @@ struct gpt_sampler {
     const gpt_t *m;
     int max_images, max_rows;
     float *block;
-    float *kcache, *vcache;        /* [n_layer, max_rows, L, d] */
+    float *kcache, *vcache;        /* per (layer, row, head): see key_cache */
     float *x, *ln, *mean, *rstd;   /* [max_rows * L, d], [max_rows * L] */
     float *qkv, *y, *tmp;          /* [.., 3d], [.., d], [.., d] */
     float *fch, *fch_gelu;         /* [.., 4d] */
     float *last, *last_ln;         /* [max_rows, d] */
     float *logits;                 /* [max_rows, K] */
-    float *scores;                 /* [max_rows * H, L] */
+    float *scores;                 /* [max_rows * H, key_slots(L)] */
     int *seq_text;                 /* [max_rows, T] the text each row reads */
     nn_rng_t *rng;                 /* [max_images] */
     gpt_cand_t *cand;              /* [K] */
-    gpt_block_t *wt;               /* [n_layer] transposed linear weights (the rest NULL) */
-    float *head_wt;                /* [d, K] */
-    float *wt_block;
+    gpt_block_t *wp;               /* [n_layer] packed linear weights (the rest NULL) */
+    float *head_wp;
+    float *wp_block;
 };
 
 static int fail(char *err, const char *fmt, ...)
@@ -61,6 +61,13 @@ gpt_sample_opts_t gpt_sample_opts_default(void)
     return o;
 }
 
+/* Positions a row's key cache holds: L rounded up to whole tiles of KEY_TILE. */
+enum { KEY_TILE = 16 };
+static size_t key_slots(int L)
+{
+    return (size_t)(L + KEY_TILE - 1) / KEY_TILE * KEY_TILE;
+}
+
 int gpt_sampler_create(gpt_sampler_t **out, const gpt_t *m, int max_images,
                        char err[GPT_ERR_SIZE])
 {
@@ -74,10 +81,10 @@ int gpt_sampler_create(gpt_sampler_t **out, const gpt_t *m, int max_images,
     s->max_images = max_images;
     s->max_rows = 2 * max_images;
     const size_t R = (size_t)s->max_rows, L = (size_t)gpt_seq_len(c), d = (size_t)c->n_embd;
-    const size_t RL = R * L, cache = (size_t)c->n_layer * RL * d;
-    size_t sizes[] = {cache, cache, RL * d, RL * d, RL, RL, RL * 3 * d, RL * d, RL * d,
-                      RL * 4 * d, RL * 4 * d, R * d, R * d, R * c->image_vocab,
-                      R * c->n_head * L};
+    const size_t RL = R * L, kcache = (size_t)c->n_layer * R * key_slots(L) * d;
+    size_t sizes[] = {kcache, (size_t)c->n_layer * RL * d, RL * d, RL * d, RL, RL, RL * 3 * d,
+                      RL * d, RL * d, RL * 4 * d, RL * 4 * d, R * d, R * d,
+                      R * c->image_vocab, R * c->n_head * key_slots(L)};
     float **slots[] = {&s->kcache, &s->vcache, &s->x, &s->ln, &s->mean, &s->rstd, &s->qkv,
                        &s->y, &s->tmp, &s->fch, &s->fch_gelu, &s->last, &s->last_ln,
                        &s->logits, &s->scores};
@@ -87,10 +94,14 @@ int gpt_sampler_create(gpt_sampler_t **out, const gpt_t *m, int max_images,
     s->seq_text = malloc(R * c->text_len * sizeof(int));
     s->rng = malloc((size_t)max_images * sizeof *s->rng);
     s->cand = malloc((size_t)c->image_vocab * sizeof *s->cand);
-    s->wt = calloc((size_t)c->n_layer, sizeof *s->wt);
-    const size_t per_layer = 12 * d * d;
-    s->wt_block = malloc((c->n_layer * per_layer + d * c->image_vocab) * sizeof(float));
-    if (!s->block || !s->seq_text || !s->rng || !s->cand || !s->wt || !s->wt_block) {
+    s->wp = calloc((size_t)c->n_layer, sizeof *s->wp);
+    const int e = c->n_embd;
+    const size_t qkv = nn_linear_packed_size(e, 3 * e), proj = nn_linear_packed_size(e, e);
+    const size_t fc = nn_linear_packed_size(e, 4 * e), mlp = nn_linear_packed_size(4 * e, e);
+    const size_t per_layer = qkv + proj + fc + mlp;
+    s->wp_block = malloc((c->n_layer * per_layer + nn_linear_packed_size(e, c->image_vocab)) *
+                         sizeof(float));
+    if (!s->block || !s->seq_text || !s->rng || !s->cand || !s->wp || !s->wp_block) {
         gpt_sampler_free(s);
         return fail(err, "gpt sampler: out of memory (%zu MB for %d images)",
                     total * sizeof(float) >> 20, max_images);
@@ -101,13 +112,13 @@ int gpt_sampler_create(gpt_sampler_t **out, const gpt_t *m, int max_images,
         off += sizes[i];
     }
     for (int l = 0; l < c->n_layer; l++) {
-        float *base = s->wt_block + l * per_layer;
-        s->wt[l].qkv_w = base;
-        s->wt[l].attn_proj_w = base + 3 * d * d;
-        s->wt[l].fc_w = base + 4 * d * d;
-        s->wt[l].mlp_proj_w = base + 8 * d * d;
+        float *base = s->wp_block + l * per_layer;
+        s->wp[l].qkv_w = base;
+        s->wp[l].attn_proj_w = base + qkv;
+        s->wp[l].fc_w = base + qkv + proj;
+        s->wp[l].mlp_proj_w = base + qkv + proj + fc;
     }
-    s->head_wt = s->wt_block + c->n_layer * per_layer;
+    s->head_wp = s->wp_block + c->n_layer * per_layer;
     *out = s;
     return 0;
 }
@@ -119,24 +130,12 @@ void gpt_sampler_free(gpt_sampler_t *s)
     free(s->seq_text);
     free(s->rng);
     free(s->cand);
-    free(s->wt);
-    free(s->wt_block);
+    free(s->wp);
+    free(s->wp_block);
     free(s);
 }
 
 /* ---------------------------------------------------------------- one step */
-
-/* wt [C, OC] = w [OC, C]^T, in cache-sized tiles */
-static void transpose(float *wt, const float *w, int OC, int C)
-{
-    enum { TILE = 32 };
-#pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += TILE)
-        for (int c0 = 0; c0 < C; c0 += TILE)
-            for (int o = o0; o < o0 + TILE && o < OC; o++)
-                for (int c = c0; c < c0 + TILE && c < C; c++)
-                    wt[(size_t)c * OC + o] = w[(size_t)o * C + c];
-}
 
 static void refresh_weights(gpt_sampler_t *s)
 {
@@ -144,21 +143,117 @@ static void refresh_weights(gpt_sampler_t *s)
     const int d = m->c.n_embd;
     for (int l = 0; l < m->c.n_layer; l++) {
         const gpt_block_t *w = &m->w.h[l];
-        transpose(s->wt[l].qkv_w, w->qkv_w, 3 * d, d);
-        transpose(s->wt[l].attn_proj_w, w->attn_proj_w, d, d);
-        transpose(s->wt[l].fc_w, w->fc_w, 4 * d, d);
-        transpose(s->wt[l].mlp_proj_w, w->mlp_proj_w, d, 4 * d);
+        nn_linear_pack(s->wp[l].qkv_w, w->qkv_w, d, 3 * d);
+        nn_linear_pack(s->wp[l].attn_proj_w, w->attn_proj_w, d, d);
+        nn_linear_pack(s->wp[l].fc_w, w->fc_w, d, 4 * d);
+        nn_linear_pack(s->wp[l].mlp_proj_w, w->mlp_proj_w, 4 * d, d);
     }
-    transpose(s->head_wt, m->w.head_image_w, m->c.image_vocab, d);
+    nn_linear_pack(s->head_wp, m->w.head_image_w, d, m->c.image_vocab);
 }
 
-/* out [N, OC] = in [N, C] @ wt [C, OC] + b: nn_linear_forward with the weight transposed */
-static void linear_t(float *out, const float *in, const float *wt, const float *b, int N, int C,
-                     int OC)
+/* The cache of one (layer, row, head), hs = d / n_head values a position:
+ *   keys   [L / KEY_TILE][hs][KEY_TILE]: tiles of KEY_TILE positions, dimension-major;
+ *   values [L][hs].
+ * A query's scores against keys 0..n-1 are then, tile by tile, hs multiply-adds of
+ * KEY_TILE contiguous keys, and its output n multiply-adds of hs contiguous values:
+ * loops the compiler vectorises without horizontal sums, over memory read once, in
+ * order. (Keys [L, d] as the qkv rows come cost twice the time: short strided reads.) */
+static float *key_cache(gpt_sampler_t *s, int l, int r, int h)
 {
-    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, in, C, wt, OC, 1.0f,
-                out, OC);
+    const gpt_config_t *c = &s->m->c;
+    const size_t hs = (size_t)(c->n_embd / c->n_head);
+    return s->kcache +
+           (((size_t)l * s->max_rows + r) * c->n_head + h) * key_slots(gpt_seq_len(c)) * hs;
+}
+
+static float *value_cache(gpt_sampler_t *s, int l, int r, int h)
+{
+    const gpt_config_t *c = &s->m->c;
+    const size_t hs = (size_t)(c->n_embd / c->n_head);
+    return s->vcache + (((size_t)l * s->max_rows + r) * c->n_head + h) * gpt_seq_len(c) * hs;
+}
+
+/* Keys and values of positions [p0, p0+S) of R rows (in s->qkv) into layer l's cache.
+ * Positions come in order, so a key tile is zeroed when its first position is written:
+ * the scores read it whole while the rest is still to come. */
+static void cache_kv(gpt_sampler_t *s, int l, int R, int p0, int S)
+{
+    const int d = s->m->c.n_embd, NH = s->m->c.n_head, hs = d / NH;
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < NH; h++) {
+            float *kc = key_cache(s, l, r, h), *vc = value_cache(s, l, r, h);
+            for (int i = 0; i < S; i++) {
+                const int p = p0 + i;
+                const float *k = s->qkv + ((size_t)r * S + i) * 3 * d + d + h * hs;
+                float *tile = kc + (size_t)(p / KEY_TILE) * hs * KEY_TILE;
+                if (p % KEY_TILE == 0) memset(tile, 0, (size_t)hs * KEY_TILE * sizeof(float));
+                for (int t = 0; t < hs; t++) tile[t * KEY_TILE + p % KEY_TILE] = k[t];
+                memcpy(vc + (size_t)p * hs, k + d, (size_t)hs * sizeof(float));
+            }
+        }
+}
+
+/* GCC's vector types: the loops below as SIMD at whatever width the build targets,
+ * without intrinsics. Loads through memcpy: no alignment is assumed. */
+typedef float vec8 __attribute__((vector_size(32)));
+typedef float vec16 __attribute__((vector_size(64)));
+
+/* sc[j] = scale * q . key j for j < n, whole tiles at a time (sc holds key_slots(n));
+ * even and odd dimensions in two chains, which halves the wait on additions. */
+static void key_scores(float *sc, const float *q, const float *kc, int n, int hs, float scale)
+{
+    for (int j0 = 0; j0 < n; j0 += KEY_TILE) {
+        const float *tile = kc + (size_t)j0 * hs;
+        vec16 a0 = {0}, a1 = {0};
+        int t = 0;
+        vec16 k[2];
+        for (; t + 2 <= hs; t += 2) {
+            memcpy(k, tile + t * KEY_TILE, sizeof k);
+            a0 += q[t] * k[0];
+            a1 += q[t + 1] * k[1];
+        }
+        if (t < hs) {
+            memcpy(k, tile + t * KEY_TILE, sizeof k[0]);
+            a0 += q[t] * k[0];
+        }
+        a0 = (a0 + a1) * scale;
+        memcpy(sc + j0, &a0, sizeof a0);
+    }
+}
+
+/* y [hs] = sum over j < n of p[j] * value j: four chains of 8 columns at a time, then 8,
+ * then single columns */
+static void weighted_values(float *y, const float *p, const float *vc, int n, int hs)
+{
+    int t0 = 0;
+    for (; t0 + 32 <= hs; t0 += 32) {
+        vec8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        vec8 v[4];
+        for (int j = 0; j < n; j++) {
+            memcpy(v, vc + (size_t)j * hs + t0, sizeof v);
+            a0 += p[j] * v[0];
+            a1 += p[j] * v[1];
+            a2 += p[j] * v[2];
+            a3 += p[j] * v[3];
+        }
+        memcpy(y + t0, &a0, sizeof a0);
+        memcpy(y + t0 + 8, &a1, sizeof a1);
+        memcpy(y + t0 + 16, &a2, sizeof a2);
+        memcpy(y + t0 + 24, &a3, sizeof a3);
+    }
+    for (; t0 + 8 <= hs; t0 += 8) {
+        vec8 a = {0}, v;
+        for (int j = 0; j < n; j++) {
+            memcpy(&v, vc + (size_t)j * hs + t0, sizeof v);
+            a += p[j] * v;
+        }
+        memcpy(y + t0, &a, sizeof a);
+    }
+    for (; t0 < hs; t0++) {
+        float a = 0.0f;
+        for (int j = 0; j < n; j++) a += p[j] * vc[(size_t)j * hs + t0];
+        y[t0] = a;
+    }
 }
 
 /* Attention of the S new positions [p0, p0+S) of R rows against the cache of layer l,
@@ -166,29 +261,27 @@ static void linear_t(float *out, const float *in, const float *wt, const float *
 static void cached_attention(gpt_sampler_t *s, int l, int R, int p0, int S)
 {
     const gpt_config_t *c = &s->m->c;
-    const int d = c->n_embd, NH = c->n_head, hs = d / NH, L = gpt_seq_len(c);
+    const int d = c->n_embd, NH = c->n_head, hs = d / NH;
     const float scale = 1.0f / sqrtf((float)hs);
-    const size_t layer = (size_t)l * s->max_rows * L * d;
-#pragma omp parallel for schedule(dynamic)
+    const size_t work = (size_t)R * S * (p0 + S) * d; /* multiply-adds, twice over */
+#pragma omp parallel for schedule(static) if (work >= NN_PARALLEL_MIN)
     for (int rh = 0; rh < R * NH; rh++) {
         const int r = rh / NH, h = rh % NH;
-        const float *kc = s->kcache + layer + (size_t)r * L * d + h * hs;
-        const float *vc = s->vcache + layer + (size_t)r * L * d + h * hs;
-        float *sc = s->scores + (size_t)rh * L;
+        const float *kc = key_cache(s, l, r, h), *vc = value_cache(s, l, r, h);
+        float *sc = s->scores + (size_t)rh * key_slots(gpt_seq_len(c));
         for (int i = 0; i < S; i++) {
             const int n = p0 + i + 1; /* keys 0 .. p0+i */
-            const float *q = s->qkv + ((size_t)r * S + i) * 3 * d + h * hs;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, hs, scale, kc, d, q, 1, 0.0f, sc, 1);
+            const size_t row = (size_t)r * S + i;
+            key_scores(sc, s->qkv + row * 3 * d + h * hs, kc, n, hs, scale);
             float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < n; j++) mx = fmaxf(mx, sc[j]);
+            for (int j = 0; j < n; j++) mx = sc[j] > mx ? sc[j] : mx;
             for (int j = 0; j < n; j++) {
-                sc[j] = expf(sc[j] - mx);
+                sc[j] = nn_expf(sc[j] - mx);
                 sum += sc[j];
             }
-            float inv = 1.0f / sum;
+            const float inv = 1.0f / sum;
             for (int j = 0; j < n; j++) sc[j] *= inv;
-            cblas_sgemv(CblasRowMajor, CblasTrans, n, hs, 1.0f, vc, d, sc, 1, 0.0f,
-                        s->y + ((size_t)r * S + i) * d + h * hs, 1);
+            weighted_values(s->y + row * d + h * hs, sc, vc, n, hs);
         }
     }
 }
@@ -200,38 +293,33 @@ static void step(gpt_sampler_t *s, int R, int N, const int *image, int p0, int S
 {
     const gpt_t *m = s->m;
     const gpt_config_t *c = &m->c;
-    const int d = c->n_embd, T = c->text_len, G2 = c->grid * c->grid, L = gpt_seq_len(c);
+    const int d = c->n_embd, T = c->text_len, G2 = c->grid * c->grid;
     const int rows = R * S;
     const size_t rowsd = (size_t)rows * d;
     for (int r = 0; r < R; r++)
         gpt_embed_positions(m, s->x + (size_t)r * S * d, s->seq_text + (size_t)r * T,
                             image + (size_t)(r % N) * G2, p0, S);
     for (int l = 0; l < c->n_layer; l++) {
-        const gpt_block_t *w = &m->w.h[l], *wt = &s->wt[l];
-        const size_t layer = (size_t)l * s->max_rows * L * d;
+        const gpt_block_t *w = &m->w.h[l], *wp = &s->wp[l];
         nn_layernorm_forward(s->ln, s->mean, s->rstd, s->x, w->ln1_w, w->ln1_b, rows, d);
-        linear_t(s->qkv, s->ln, wt->qkv_w, w->qkv_b, rows, d, 3 * d);
-        for (int r = 0; r < R; r++)
-            for (int i = 0; i < S; i++) {
-                const float *k = s->qkv + ((size_t)r * S + i) * 3 * d + d;
-                size_t at = layer + ((size_t)r * L + p0 + i) * d;
-                memcpy(s->kcache + at, k, (size_t)d * sizeof(float));
-                memcpy(s->vcache + at, k + d, (size_t)d * sizeof(float));
-            }
+        nn_linear_packed_forward(s->qkv, s->ln, wp->qkv_w, w->qkv_b, rows, d, 3 * d);
+        cache_kv(s, l, R, p0, S);
         cached_attention(s, l, R, p0, S);
-        linear_t(s->tmp, s->y, wt->attn_proj_w, w->attn_proj_b, rows, d, d);
+        nn_linear_packed_forward(s->tmp, s->y, wp->attn_proj_w, w->attn_proj_b, rows, d, d);
         nn_add(s->x, s->x, s->tmp, rowsd);
         nn_layernorm_forward(s->ln, s->mean, s->rstd, s->x, w->ln2_w, w->ln2_b, rows, d);
-        linear_t(s->fch, s->ln, wt->fc_w, w->fc_b, rows, d, 4 * d);
+        nn_linear_packed_forward(s->fch, s->ln, wp->fc_w, w->fc_b, rows, d, 4 * d);
         nn_gelu_forward(s->fch_gelu, s->fch, rowsd * 4);
-        linear_t(s->tmp, s->fch_gelu, wt->mlp_proj_w, w->mlp_proj_b, rows, 4 * d, d);
+        nn_linear_packed_forward(s->tmp, s->fch_gelu, wp->mlp_proj_w, w->mlp_proj_b, rows, 4 * d,
+                                 d);
         nn_add(s->x, s->x, s->tmp, rowsd);
     }
     for (int r = 0; r < R; r++)
         memcpy(s->last + (size_t)r * d, s->x + ((size_t)r * S + S - 1) * d,
                (size_t)d * sizeof(float));
     nn_layernorm_forward(s->last_ln, s->mean, s->rstd, s->last, m->w.lnf_w, m->w.lnf_b, R, d);
-    linear_t(s->logits, s->last_ln, s->head_wt, m->w.head_image_b, R, d, c->image_vocab);
+    nn_linear_packed_forward(s->logits, s->last_ln, s->head_wp, m->w.head_image_b, R, d,
+                             c->image_vocab);
 }
 
 /* ---------------------------------------------------------------- the sampling rule */
@@ -241,6 +329,46 @@ static int cand_desc(const void *pa, const void *pb)
     const gpt_cand_t *a = pa, *b = pb;
     if (a->v != b->v) return a->v > b->v ? -1 : 1;
     return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Restores the min-heap (by v) of h[0, n) below node i. */
+static void sift_down(gpt_cand_t *h, int n, int i)
+{
+    for (;;) {
+        int least = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && h[l].v < h[least].v) least = l;
+        if (r < n && h[r].v < h[least].v) least = r;
+        if (least == i) return;
+        gpt_cand_t t = h[i];
+        h[i] = h[least];
+        h[least] = t;
+        i = least;
+    }
+}
+
+/* Moves the candidates whose value is at least the k-th largest (0 < k < K) to the front
+ * of cand and returns their count (k, plus any ties with the k-th): a min-heap of the k
+ * largest seen, then the ties. What a full sort's top k with ties kept would hold, in
+ * O(K log k) rather than O(K log K). */
+static int keep_top_k(gpt_cand_t *cand, int K, int k)
+{
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(cand, k, i);
+    for (int j = k; j < K; j++)
+        if (cand[j].v > cand[0].v) {
+            gpt_cand_t t = cand[0];
+            cand[0] = cand[j];
+            cand[j] = t;
+            sift_down(cand, k, 0);
+        }
+    const float kth = cand[0].v;
+    int n = k;
+    for (int j = k; j < K; j++)
+        if (cand[j].v == kth) {
+            gpt_cand_t t = cand[n];
+            cand[n++] = cand[j];
+            cand[j] = t;
+        }
+    return n;
 }
 
 int gpt_pick_token(const float *cond, const float *uncond, int K, const gpt_sample_opts_t *o,
@@ -257,12 +385,9 @@ int gpt_pick_token(const float *cond, const float *uncond, int K, const gpt_samp
     }
     const float inv_t = 1.0f / o->temperature;
     for (int j = 0; j < K; j++) cand[j].v *= inv_t;
-    qsort(cand, (size_t)K, sizeof *cand, cand_desc);
-    int n = K;
-    if (o->top_k > 0 && o->top_k < K) {
-        n = o->top_k;
-        while (n < K && cand[n].v == cand[o->top_k - 1].v) n++;
-    }
+    /* the kept candidates in descending order (ties by id), the CDF the draw walks */
+    int n = o->top_k > 0 && o->top_k < K ? keep_top_k(cand, K, o->top_k) : K;
+    qsort(cand, (size_t)n, sizeof *cand, cand_desc);
     /* softmax over the kept candidates, in place: v becomes exp(v - max) */
     const float mx = cand[0].v;
     double sum = 0.0;

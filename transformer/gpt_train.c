@@ -64,19 +64,8 @@ float gpt_forward(gpt_t *m, const int *text, const int *image, int B)
                             image + (size_t)b * G2, 0, L);
     const float *x = a->encoded;
     for (int l = 0; l < c->n_layer; l++) {
-        const gpt_block_t *w = &m->w.h[l];
-        gpt_block_acts_t *h = &a->h[l];
-        nn_layernorm_forward(h->ln1, h->ln1_mean, h->ln1_rstd, x, w->ln1_w, w->ln1_b, N, d);
-        nn_linear_forward(h->qkv, h->ln1, w->qkv_w, w->qkv_b, N, d, 3 * d);
-        nn_attention_forward(h->atty, h->att, h->qkv, B, L, d, NH);
-        nn_linear_forward(a->tmp, h->atty, w->attn_proj_w, w->attn_proj_b, N, d, d);
-        nn_add(h->res2, x, a->tmp, (size_t)N * d);
-        nn_layernorm_forward(h->ln2, h->ln2_mean, h->ln2_rstd, h->res2, w->ln2_w, w->ln2_b, N, d);
-        nn_linear_forward(h->fch, h->ln2, w->fc_w, w->fc_b, N, d, 4 * d);
-        nn_gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * d);
-        nn_linear_forward(a->tmp, h->fch_gelu, w->mlp_proj_w, w->mlp_proj_b, N, 4 * d, d);
-        nn_add(h->res3, h->res2, a->tmp, (size_t)N * d);
-        x = h->res3;
+        nn_block_forward(&a->h[l], a->tmp, x, &m->w.h[l], B, L, d, NH);
+        x = a->h[l].res3;
     }
     nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, d);
     /* positions 0..T-1 of each sequence read the text head, T..L-1 the image head */
@@ -174,31 +163,10 @@ void gpt_backward_scaled(gpt_t *m, float text_scale, float image_scale)
 
     /* a->dx holds d(loss)/d(the block's output); each residual add passes it through
      * unchanged, so the branches accumulate into it in place. */
-    for (int l = c->n_layer - 1; l >= 0; l--) {
-        const gpt_block_t *w = &m->w.h[l], *g = &m->g.h[l];
-        const gpt_block_acts_t *h = &a->h[l];
-        const float *x_in = l ? a->h[l - 1].res3 : a->encoded;
-        /* MLP branch */
-        zero(a->dgelu, Nd * 4);
-        nn_linear_backward(a->dgelu, g->mlp_proj_w, g->mlp_proj_b, a->dx, h->fch_gelu,
-                           w->mlp_proj_w, N, 4 * d, d);
-        zero(a->dfch, Nd * 4);
-        nn_gelu_backward(a->dfch, a->dgelu, h->fch, Nd * 4);
-        zero(a->dln, Nd);
-        nn_linear_backward(a->dln, g->fc_w, g->fc_b, a->dfch, h->ln2, w->fc_w, N, d, 4 * d);
-        nn_layernorm_backward(a->dx, g->ln2_w, g->ln2_b, a->dln, h->res2, w->ln2_w,
-                              h->ln2_mean, h->ln2_rstd, N, d);
-        /* attention branch */
-        zero(a->datty, Nd);
-        nn_linear_backward(a->datty, g->attn_proj_w, g->attn_proj_b, a->dx, h->atty,
-                           w->attn_proj_w, N, d, d);
-        zero(a->dqkv, Nd * 3);
-        nn_attention_backward(a->dqkv, a->datt, a->datty, h->qkv, h->att, B, L, d, NH);
-        zero(a->dln, Nd);
-        nn_linear_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, h->ln1, w->qkv_w, N, d, 3 * d);
-        nn_layernorm_backward(a->dx, g->ln1_w, g->ln1_b, a->dln, x_in, w->ln1_w, h->ln1_mean,
-                              h->ln1_rstd, N, d);
-    }
+    const nn_block_scratch_t s = {a->dln, a->datty, a->dqkv, a->datt, a->dfch, a->dgelu};
+    for (int l = c->n_layer - 1; l >= 0; l--)
+        nn_block_backward(a->dx, &m->g.h[l], &a->h[l], l ? a->h[l - 1].res3 : a->encoded,
+                          &m->w.h[l], &s, B, L, d, NH);
     embed_backward(m, a->dx);
 }
 

@@ -85,6 +85,9 @@ const char *wf_config_key(const wf_config_t *c, int i);
 wf_cfg_type wf_config_type(const wf_config_t *c, int i);
 const char *wf_config_text(const wf_config_t *c, int i);
 
+/* Sets entry i of src (key, type and value) in dst. WF_OK or the error. */
+int wf_config_copy_entry(wf_config_t *dst, const wf_config_t *src, int i);
+
 /* A struct's int and float fields stored under keys, by a table (key, offset in the
  * struct, 1 for a float field), so a model part's store and read cannot drift apart. */
 typedef struct {

@@ -336,6 +336,17 @@ int wf_config_parse(wf_config_t **out, const char *text, size_t len, char *msg, 
     return WF_OK;
 }
 
+int wf_config_copy_entry(wf_config_t *dst, const wf_config_t *src, int i)
+{
+    if (!src || i < 0 || i >= src->n) return WF_EINVAL;
+    const cfg_entry_t *e = &src->e[i];
+    switch (e->type) {
+    case WF_CFG_INT: return wf_config_set_int(dst, e->key, e->i);
+    case WF_CFG_FLOAT: return wf_config_set_float(dst, e->key, e->f);
+    default: return wf_config_set_str(dst, e->key, e->s);
+    }
+}
+
 int wf_config_store_fields(wf_config_t *c, const void *s, const wf_field_t *fields, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

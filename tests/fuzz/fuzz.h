@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,8 +35,26 @@ static inline void fuzz_check_message(const char *err, const char *name)
         fuzz_fail("message \"%s\" is not one line starting with \"%s: \"", err, name);
 }
 
+/* Recomputes the CRC-32 of every whole chunk of a PNG in place (a fuzzer cannot), so that
+ * damage reaches libpng's chunk parsers instead of stopping at its CRC check. */
+static inline void fuzz_png_fix_crcs(uint8_t *p, size_t n)
+{
+    if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return;
+    for (size_t at = 8; n - at >= 12;) {
+        uint32_t len = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 |
+                       (uint32_t)p[at + 2] << 8 | p[at + 3];
+        if (len > n - at - 12) break;
+        uint32_t crc = (uint32_t)crc32(0, p + at + 4, len + 4);
+        for (int i = 0; i < 4; i++) p[at + 8 + len + i] = (uint8_t)(crc >> (24 - 8 * i));
+        at += 12 + (size_t)len;
+    }
+}
+
 /* A scratch directory for targets that must go through files, made once per process
  * ($TMPDIR or /tmp) and removed at exit. */
 const char *fuzz_tmpdir(void);
+/* Removes path: a file, or a folder and everything below it (symbolic links are removed,
+ * not followed). */
+void fuzz_remove_tree(const char *path);
 
 #endif

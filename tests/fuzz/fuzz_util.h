@@ -1,23 +1,37 @@
-/* fuzz_tmpdir(), included by the targets that need files (one definition per binary:
- * each binary holds one target). */
+/* fuzz_tmpdir() and fuzz_remove_tree(), included by the targets that need files (one
+ * definition per binary: each binary holds one target). */
 #include "tests/fuzz/fuzz.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char fuzz_dir_[512];
 
-static void fuzz_tmpdir_remove(void)
+void fuzz_remove_tree(const char *path)
 {
-    DIR *d = opendir(fuzz_dir_);
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    DIR *d = opendir(path);
     if (d) {
         struct dirent *e;
-        char p[1024];
+        char sub[4096];
         while ((e = readdir(d)))
-            if (e->d_name[0] != '.') snprintf(p, sizeof p, "%s/%s", fuzz_dir_, e->d_name), unlink(p);
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                (size_t)snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < sizeof sub)
+                fuzz_remove_tree(sub);
         closedir(d);
     }
-    rmdir(fuzz_dir_);
+    rmdir(path);
+}
+
+static void fuzz_tmpdir_remove(void)
+{
+    fuzz_remove_tree(fuzz_dir_);
 }
 
 const char *fuzz_tmpdir(void)
