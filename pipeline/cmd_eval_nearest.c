@@ -17,12 +17,15 @@ static const char *usage =
     "For each image of IMAGE_DIR with a prompt (first line of the sidecar NAME.txt, as\n"
     "`dalle-c --prompts` writes), finds its K nearest images of TRAIN_DIR in pixel space\n"
     "(squared distance over RGB in [-1, 1], both resized and centre-cropped to S x S)\n"
-    "and counts a hit when one of them is named by the prompt. A training image's name\n"
-    "is the first line of its caption file, without a last clause ending in \" style\"\n"
-    "(\"red apple, twitter style\" is named \"red apple\"), so any style of the same\n"
-    "emoji counts. Prints a line per image (name, rank of the first hit or miss, prompt,\n"
-    "the names of the neighbours) and a machine-readable summary line:\n"
-    "  nearest-eval images=N top1=0.2000 topK=0.5400 k=5\n"
+    "and counts a hit when one of them shows what the prompt names. A training image's\n"
+    "name is the first line of its caption file without a last clause ending in\n"
+    "\" style\" (\"red apple, twitter style\" is named \"red apple\"); a neighbour shows\n"
+    "what the prompt names when its file name (without folders) is that of an image\n"
+    "named by the prompt: the emoji sets name files by code point, one folder a style,\n"
+    "so any style of the same emoji counts, whatever name that set gives it. Prints a\n"
+    "line per image (name, rank of the first hit or miss, prompt, the neighbours) and a\n"
+    "machine-readable summary line:\n"
+    "  nearest-eval images=N top1=0.2000 topK=0.5400 k=5 train=N unnamed=0\n"
     "\n"
     "  --train DIR   the training images (searched recursively; captions required)\n"
     "  --top K       neighbours looked at, 1..32 (default 5)\n"
@@ -39,6 +42,13 @@ static void image_name(char *out, size_t n, const char *line)
     char *comma = strrchr(out, ',');
     size_t len = strlen(out);
     if (comma && len >= 6 && strcmp(out + len - 6, " style") == 0) *comma = 0;
+}
+
+/* "twitter/1f34e.png" and "google/1f34e.png": the same emoji in two styles. */
+static int same_file_name(const char *a, const char *b)
+{
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    return strcmp(sa ? sa + 1 : a, sb ? sb + 1 : b) == 0;
 }
 
 typedef struct {
@@ -166,16 +176,21 @@ int eval_nearest(int argc, char **argv)
         }
     }
 
-    long hits_top1 = 0, hits = 0;
-    char want[1024], name[1024];
+    long hits_top1 = 0, hits = 0, unnamed = 0;
+    char name[1024];
     for (size_t g = 0; g < n_gen; g++) {
         const char *prompt = ds_caption_line(gen, DS_TRAIN, g, 0);
-        snprintf(want, sizeof want, "%s", prompt);
-        int rank = 0;
-        for (int r = 0; r < top[g].n && !rank; r++) {
-            image_name(name, sizeof name, ds_caption_line(train, DS_TRAIN, top[g].index[r], 0));
-            if (strcmp(name, want) == 0) rank = r + 1;
+        int rank = 0, named = 0;
+        for (size_t t = 0; t < n_train; t++) {
+            image_name(name, sizeof name, ds_caption_line(train, DS_TRAIN, t, 0));
+            if (strcmp(name, prompt) != 0) continue;
+            named = 1;
+            for (int r = 0; r < top[g].n; r++)
+                if (same_file_name(ds_name(train, DS_TRAIN, t), ds_name(train, DS_TRAIN, top[g].index[r])) &&
+                    (!rank || r + 1 < rank))
+                    rank = r + 1;
         }
+        unnamed += !named;
         hits += rank > 0, hits_top1 += rank == 1;
         if (quiet) continue;
         printf("%s\t%s\t%s\t", ds_name(gen, DS_TRAIN, g), rank ? "hit" : "miss", prompt);
@@ -186,9 +201,12 @@ int eval_nearest(int argc, char **argv)
         if (rank) printf("\trank %d", rank);
         putchar('\n');
     }
-    printf("nearest-eval images=%zu top1=%.4f topK=%.4f k=%d train=%zu\n", n_gen,
+    if (unnamed)
+        fprintf(stderr, CMD ": %ld prompt%s name%s no training image (counted as misses)\n", unnamed,
+                unnamed == 1 ? "" : "s", unnamed == 1 ? "s" : "");
+    printf("nearest-eval images=%zu top1=%.4f topK=%.4f k=%d train=%zu unnamed=%ld\n", n_gen,
            n_gen ? (double)hits_top1 / (double)n_gen : 0.0, n_gen ? (double)hits / (double)n_gen : 0.0, k,
-           n_train);
+           n_train, unnamed);
     free(gen_px), free(train_px), free(top);
     ds_close(gen), ds_close(train);
     return 0;
