@@ -1,0 +1,82 @@
+#!/bin/sh
+# The shipped default model (weights/default.dalle; weights/MODELS.md): the emoji art
+# set -> the rerank scorer (which also trains the tokenizer on the captions) -> dVAE ->
+# transformer -> default.dalle with the scorer in it, then the nearest-neighbour
+# measure (scripts/eval-emoji.sh) without and with reranking. Resumable: a stage whose output
+# exists is skipped, an interrupted training resumes from its checkpoint, so the script
+# can be stopped (Ctrl-C) and run again, in another session too.
+#
+#   scripts/train-default.sh WORKDIR
+#
+# Writes into WORKDIR: emoji/ (the images: the twitter, google and openmoji sets; the
+# facebook set's licence is unclear, data/LICENSES.md), emoji-scorer.dalle, emoji.dvae,
+# transformer.dalle (with .ckpt, .tokens, .samples.png beside them), default.dalle (the
+# transformer's file with the scorer added), eval/ and eval-rerank/. Copy default.dalle
+# to weights/ to ship it.
+#
+# Environment (defaults in brackets):
+#   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]   GPT_STEPS [6000]
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:?usage: scripts/train-default.sh WORKDIR}
+bin=${DALLEC:-$here/build/dalle-c}
+threads=${THREADS:-2}
+dvae_steps=${DVAE_STEPS:-3500}
+gpt_steps=${GPT_STEPS:-6000}
+
+[ -x "$bin" ] || { echo "train-default: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+cd "$work"
+start=$(date +%s)
+stamp() { echo "== $(($(date +%s) - start))s: $*"; }
+
+if [ ! -d emoji ]; then
+    stamp "emoji art set"
+    DALLEC_BIN="$bin" "$here/data/emoji/build.sh" -o "$work/emoji.partial" --size 64 \
+        --sets twitter,google,openmoji
+    mv emoji.partial emoji
+fi
+
+if [ ! -f emoji-scorer.dalle ]; then
+    stamp "rerank train (and the tokenizer)"
+    if [ -f emoji-scorer.dalle.ckpt ]; then
+        "$bin" rerank train emoji -o emoji-scorer.dalle --resume emoji-scorer.dalle.ckpt -t "$threads"
+    else
+        "$bin" rerank train emoji -o emoji-scorer.dalle --epochs 15 --batch 128 --eval-every 200 \
+            --checkpoint-every 100 -t "$threads"
+    fi
+fi
+
+if [ ! -f emoji.dvae ]; then
+    stamp "dvae train: $dvae_steps steps"
+    if [ -f emoji.dvae.ckpt ]; then
+        "$bin" dvae train emoji -o emoji.dvae --resume emoji.dvae.ckpt -t "$threads"
+    else
+        "$bin" dvae train emoji -o emoji.dvae --size 64 --layers 2 --channels 64 --res-blocks 2 \
+            --codebook 1024 --code-dim 64 --hard --kl-weight 1e-3 --lr 2e-3 --batch 32 \
+            --steps "$dvae_steps" --eval-every 250 --samples-every 250 --checkpoint-every 250 \
+            -t "$threads"
+    fi
+fi
+
+if [ ! -f transformer.dalle ]; then
+    stamp "train: $gpt_steps steps"
+    if [ -f transformer.dalle.ckpt ]; then
+        "$bin" train emoji -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
+    else
+        "$bin" train emoji --dvae emoji.dvae --tokenizer emoji-scorer.dalle -o transformer.dalle \
+            --text-len 24 --layers 6 --heads 8 --embd 256 --batch 32 --steps "$gpt_steps" \
+            --lr 1e-3 --lr-min 1e-4 --warmup 300 --eval-every 500 --samples-every 500 \
+            --checkpoint-every 200 -t "$threads"
+    fi
+fi
+[ -f default.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default.dalle
+stamp "training done"
+"$bin" info default.dalle --no-verify | sed -n '1,/^tensors/p'
+
+MODEL="$work/default.dalle" TRAIN="$work/emoji" DALLEC="$bin" THREADS="$threads" \
+    "$here/scripts/eval-emoji.sh" "$work/eval"
+MODEL="$work/default.dalle" TRAIN="$work/emoji" DALLEC="$bin" THREADS="$threads" \
+    "$here/scripts/eval-emoji.sh" "$work/eval-rerank" -- --candidates 8
+stamp "done"
