@@ -42,17 +42,20 @@ for t in $targets; do
     mkdir -p "$out/corpus"
     echo "== fuzz_$t for $seconds s ($(date -u '+%Y-%m-%d %H:%M UTC'))"
     result=clean
-    # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: 2 GB (also the
-    # largest single allocation allowed)
-    if ! "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    # -timeout: one input taking over FUZZ_TIMEOUT s (wall clock; default 10) is a hang:
+    # raise it under nice on a busy machine, where a 0.1 s input has waited 129 s for a
+    # core; -rss_limit_mb: 2 GB (also the largest single allocation allowed)
+    if ! "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" \
+            -rss_limit_mb=2048 \
             -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" "tests/fuzz/corpus/$t" \
             </dev/null 2>"$out/log.txt"; then
         result="FOUND SOMETHING: $out/log.txt"
         status=1
     fi
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log.txt")
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out/log.txt")
-    rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$out/log.txt")
+    # (after a finding libFuzzer prints its stats twice: the last ones count)
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log.txt" | tail -n 1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out/log.txt" | tail -n 1)
+    rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$out/log.txt" | tail -n 1)
     corpus=$(grep -o 'corp: [0-9]*/[0-9A-Za-z]*' "$out/log.txt" | tail -n 1 | sed 's/corp: //')
     printf '%-11s %7s %11s %7s %16s %9s  %s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}" \
         "${corpus:-?}" "${rss:-?} MB" "$result" | tee -a "$summary"

@@ -201,6 +201,11 @@ static int check_charsmap(span_t blob, const char *what, char *err)
     if (size <= 4) return 0; /* libsentencepiece refuses these itself */
     size_t trie_bytes = unit_at(blob.p, 0);
     if (trie_bytes >= size) return 0; /* likewise */
+#define DAMAGED(why) fail(err, "SentencePiece model refused: its %s rules (precompiled_charsmap) " \
+                               "are damaged: %s", what, why)
+    /* libsentencepiece's own test (trie_bytes < size) forgets the 4 bytes of the length
+     * itself: a trie 1 to 3 bytes longer than what follows them is read past the end */
+    if (trie_bytes > size - 4) return DAMAGED("the trie is longer than the blob");
     const unsigned char *units = blob.p + 4, *text = blob.p + 4 + trie_bytes;
     size_t n = trie_bytes / 4, text_len = size - 4 - trie_bytes;
     long last_nul = -1;
@@ -209,8 +214,6 @@ static int check_charsmap(span_t blob, const char *what, char *err)
             last_nul = (long)(j - 1);
             break;
         }
-#define DAMAGED(why) fail(err, "SentencePiece model refused: its %s rules (precompiled_charsmap) " \
-                               "are damaged: %s", what, why)
     if (n == 0) return DAMAGED("the trie is empty");
     uint32_t root = unit_offset(unit_at(units, 0));
     if ((root | 0xFFu) >= n) return DAMAGED("a node's children lie outside the trie");
