@@ -8,6 +8,21 @@
 #include <math.h>
 #include <string.h>
 
+/* Causal blocks: rows [r0, r1) of a head attend to columns [0, r1) only, so each
+ * product runs on those blocks and skips the masked upper triangle (about 40% of the
+ * square's work at T = 288) at the price of more, smaller sgemm calls. */
+enum { ATT_BLOCK = 64 };
+
+double nn_attention_pairs(int T)
+{
+    double n = 0;
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+        n += (double)(r1 - r0) * r1;
+    }
+    return n;
+}
+
 void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                           int NH)
 {
@@ -18,22 +33,26 @@ void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T
         const int b = bh / NH, h = bh % NH;
         const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
         float *a = att + (size_t)bh * T * T;
-        /* scores for every (t, j); only j <= t are used */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                    0.0f, a, T);
-        for (int t = 0; t < T; t++) {
-            float *row = a + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j <= t; j++) {
-                row[j] = nn_expf(row[j] - mx);
-                sum += row[j];
+        for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+            const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
+            float *ab = a + (size_t)r0 * T;
+            /* scores of rows [r0, r1) against columns [0, r1); only j <= t are used */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, scale,
+                        q + (size_t)r0 * C3, C3, k, C3, 0.0f, ab, T);
+            for (int t = r0; t < r1; t++) {
+                float *row = a + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j <= t; j++) {
+                    row[j] = nn_expf(row[j] - mx);
+                    sum += row[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= t; j++) row[j] *= inv;
+                memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
             }
-            float inv = 1.0f / sum;
-            for (int j = 0; j <= t; j++) row[j] *= inv;
-            memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, ab, T, v,
+                        C3, 0.0f, out + ((size_t)b * T + r0) * C + h * hs, C);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                    0.0f, out + (size_t)b * T * C + h * hs, C);
     }
 }
 
@@ -50,23 +69,30 @@ void nn_attention_backward(float *dqkv, float *datt, const float *dout, const fl
         float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
         const float *p = att + (size_t)bh * T * T, *dy = dout + (size_t)b * T * C + h * hs;
         float *dp = datt + (size_t)bh * T * T;
-        /* dV += P^T dY;  dP = dY V^T */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dy, C, 1.0f,
-                    dv, C3);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
-                    0.0f, dp, T);
-        /* through the softmax (and the 1/sqrt(hs) scale): dS = scale * P (dP - rowdot) */
-        for (int t = 0; t < T; t++) {
-            const float *prow = p + (size_t)t * T;
-            float *drow = dp + (size_t)t * T, dot = 0.0f;
-            for (int j = 0; j <= t; j++) dot += prow[j] * drow[j];
-            for (int j = 0; j <= t; j++) drow[j] = scale * prow[j] * (drow[j] - dot);
-            memset(drow + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+        for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+            const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
+            const float *pb = p + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
+            float *dpb = dp + (size_t)r0 * T;
+            /* dV[0, r1) += P_b^T dY_b;  dP_b = dY_b V[0, r1)^T */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, pb, T, dyb, C,
+                        1.0f, dv, C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, 1.0f, dyb, C, v, C3,
+                        0.0f, dpb, T);
+            /* through the softmax (and the 1/sqrt(hs) scale): dS = scale * P (dP - rowdot);
+             * columns past t inside the block are zeroed for the products below, which
+             * read no column at or past r1 */
+            for (int t = r0; t < r1; t++) {
+                const float *prow = p + (size_t)t * T;
+                float *drow = dp + (size_t)t * T, dot = 0.0f;
+                for (int j = 0; j <= t; j++) dot += prow[j] * drow[j];
+                for (int j = 0; j <= t; j++) drow[j] = scale * prow[j] * (drow[j] - dot);
+                memset(drow + t + 1, 0, (size_t)(r1 - t - 1) * sizeof(float));
+            }
+            /* dQ_b += dS_b K[0, r1);  dK[0, r1) += dS_b^T Q_b */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, dpb, T, k,
+                        C3, 1.0f, dq + (size_t)r0 * C3, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, dpb, T,
+                        q + (size_t)r0 * C3, C3, 1.0f, dk, C3);
         }
-        /* dQ += dS K;  dK += dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, k, C3,
-                    1.0f, dq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, q, C3, 1.0f,
-                    dk, C3);
     }
 }

@@ -202,10 +202,14 @@ void nn_embedding_backward(float *dtable, const float *dout, const int *ids, int
 /* Causal multi-head self-attention as in GPT-2 (llm.c's layout):
  *   qkv [B, T, 3C] holds q | k | v, each split into NH heads of C/NH columns;
  *   out [B, T, C] = concat_h softmax(q_h k_h^T / sqrt(hs) + causal mask) v_h.
- * att [B, NH, T, T] keeps the attention probabilities for the backward. */
+ * att [B, NH, T, T] keeps the attention probabilities for the backward (0 above the
+ * diagonal). The products run on causal row blocks and skip most of the masked square. */
 void nn_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                           int NH);
-/* datt: scratch [B, NH, T, T]. */
+/* How many (row, column) scores of one head's T x T square the products compute (for
+ * FLOP counts: each costs hs multiply-adds in each of the four backward products). */
+double nn_attention_pairs(int T);
+/* datt: scratch [B, NH, T, T] (its entries above the diagonal are left as they are). */
 void nn_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                            const float *att, int B, int T, int C, int NH);
 

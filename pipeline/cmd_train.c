@@ -21,6 +21,7 @@ static void usage(FILE *out)
     tg_opts_t o = tg_opts_default();
     fprintf(out,
             "usage: dalle-c train DATASET_DIR --dvae DVAE_FILE -o MODEL [options]\n"
+            "       dalle-c train DATASET_DIR --init MODEL_FILE -o MODEL [options]\n"
             "       dalle-c train DATASET_DIR -o MODEL --resume MODEL.ckpt [--steps N]\n"
             "\n"
             "Trains the transformer on the captioned images under DATASET_DIR (NAME.txt beside\n"
@@ -32,6 +33,11 @@ static void usage(FILE *out)
             "\n"
             "inputs:\n"
             "  --dvae FILE          the trained dVAE (dalle-c dvae train); required unless resuming\n"
+            "                       or fine-tuning\n"
+            "  --init FILE          fine-tune: start from a complete model (weights/default.dalle,\n"
+            "                       or any dalle-c train output) with its dVAE, tokenizer and\n"
+            "                       transformer; a new optimizer and schedule (the model options\n"
+            "                       below come from it)\n"
             "  --tokenizer FILE     a tokenizer .model or a model file holding one\n"
             "  --vocab N            vocabulary of a tokenizer trained here, at most (default %d)\n"
             "  --token-cache FILE   where the token cache lives (default MODEL.tokens)\n"
@@ -149,6 +155,7 @@ int cmd_gpt_train(int argc, char **argv)
     long steps = 0;
     double epochs = 0, holdout = 0.05;
     int threads = 0, holdout_set = 0;
+    const char *model_opt = NULL; /* the last option that shapes a new transformer */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VALUE() if (!(v = arg_value(CMD, argc, argv, &i))) return 2
@@ -157,14 +164,15 @@ int cmd_gpt_train(int argc, char **argv)
         else if (strcmp(a, "--tokenizer") == 0) { VALUE(); p.tokenizer = v; }
         else if (strcmp(a, "--token-cache") == 0) { VALUE(); p.cache = v; }
         else if (strcmp(a, "--resume") == 0) { VALUE(); p.resume = v; }
-        else if (strcmp(a, "--vocab") == 0) { VALUE(); if (arg_int(CMD, a, v, 300, 1 << 20, &o.vocab)) return 2; }
-        else if (strcmp(a, "--text-len") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 4096, &o.text_len)) return 2; }
-        else if (strcmp(a, "--layers") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 1024, &o.n_layer)) return 2; }
-        else if (strcmp(a, "--heads") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 1024, &o.n_head)) return 2; }
-        else if (strcmp(a, "--embd") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 65536, &o.n_embd)) return 2; }
-        else if (strcmp(a, "--text-weight") == 0) { VALUE(); if (arg_float(CMD, a, v, 0, 1e6, &o.loss_w_text)) return 2; }
-        else if (strcmp(a, "--image-weight") == 0) { VALUE(); if (arg_float(CMD, a, v, 0, 1e6, &o.loss_w_image)) return 2; }
-        else if (strcmp(a, "--p-null") == 0) { VALUE(); if (arg_float(CMD, a, v, 0, 1, &o.p_null)) return 2; }
+        else if (strcmp(a, "--init") == 0) { VALUE(); p.init = v; }
+        else if (strcmp(a, "--vocab") == 0) { VALUE(); model_opt = a; if (arg_int(CMD, a, v, 300, 1 << 20, &o.vocab)) return 2; }
+        else if (strcmp(a, "--text-len") == 0) { VALUE(); model_opt = a; if (arg_int(CMD, a, v, 1, 4096, &o.text_len)) return 2; }
+        else if (strcmp(a, "--layers") == 0) { VALUE(); model_opt = a; if (arg_int(CMD, a, v, 1, 1024, &o.n_layer)) return 2; }
+        else if (strcmp(a, "--heads") == 0) { VALUE(); model_opt = a; if (arg_int(CMD, a, v, 1, 1024, &o.n_head)) return 2; }
+        else if (strcmp(a, "--embd") == 0) { VALUE(); model_opt = a; if (arg_int(CMD, a, v, 1, 65536, &o.n_embd)) return 2; }
+        else if (strcmp(a, "--text-weight") == 0) { VALUE(); model_opt = a; if (arg_float(CMD, a, v, 0, 1e6, &o.loss_w_text)) return 2; }
+        else if (strcmp(a, "--image-weight") == 0) { VALUE(); model_opt = a; if (arg_float(CMD, a, v, 0, 1e6, &o.loss_w_image)) return 2; }
+        else if (strcmp(a, "--p-null") == 0) { VALUE(); model_opt = a; if (arg_float(CMD, a, v, 0, 1, &o.p_null)) return 2; }
         else if (strcmp(a, "--steps") == 0) { VALUE(); if (arg_long(CMD, a, v, 1, 1000000000L, &steps)) return 2; }
         else if (strcmp(a, "--epochs") == 0) { VALUE(); if (arg_double(CMD, a, v, 1e-6, 1e6, &epochs)) return 2; }
         else if (strcmp(a, "--batch") == 0) { VALUE(); if (arg_int(CMD, a, v, 1, 4096, &o.batch)) return 2; }
@@ -195,8 +203,15 @@ int cmd_gpt_train(int argc, char **argv)
         fprintf(stderr, "%s: needs DATASET_DIR and -o MODEL (see --help)\n", CMD);
         return 2;
     }
-    if (!p.dvae && !p.resume) {
-        fprintf(stderr, "%s: needs --dvae DVAE_FILE (a model from dalle-c dvae train)\n", CMD);
+    if (!p.dvae && !p.resume && !p.init) {
+        fprintf(stderr, "%s: needs --dvae DVAE_FILE (a model from dalle-c dvae train), or "
+                "--init MODEL_FILE to fine-tune\n", CMD);
+        return 2;
+    }
+    if (p.init && (p.dvae || p.tokenizer || p.resume || model_opt)) {
+        fprintf(stderr, "%s: --init takes the dVAE, the tokenizer and the transformer's shape "
+                "from its model; leave out %s\n", CMD,
+                p.dvae ? "--dvae" : p.tokenizer ? "--tokenizer" : p.resume ? "--resume" : model_opt);
         return 2;
     }
     if (p.resume && (p.dvae || p.tokenizer)) {
@@ -228,7 +243,7 @@ int cmd_gpt_train(int argc, char **argv)
         }
         holdout = info.holdout;
         o.batch = info.batch;
-    } else if (tg_dvae_info(p.dvae, &info, err)) {
+    } else if (p.init ? tg_model_info(p.init, &info, err) : tg_dvae_info(p.dvae, &info, err)) {
         fprintf(stderr, "%s: %s\n", CMD, err);
         return 1;
     }

@@ -303,6 +303,20 @@ int tg_dvae_info(const char *path, tg_info_t *info, char err[256])
     return 0;
 }
 
+int tg_model_info(const char *path, tg_info_t *info, char err[256])
+{
+    dvae_t *dv;
+    tok_t *tok;
+    gpt_t *gpt;
+    if (mf_load(path, &dv, 1, &tok, &gpt, 0, err)) return -1;
+    memset(info, 0, sizeof *info);
+    info->image_size = dvae_config(dv)->image_size;
+    dvae_free(dv);
+    tok_free(tok);
+    gpt_free(gpt);
+    return 0;
+}
+
 static int load_checkpoint(run_t *r, const char *path, char err[256])
 {
     if (mf_load(path, &r->dv, TG_DVAE_BATCH, &r->tok, NULL, 0, err)) return -1;
@@ -407,6 +421,11 @@ static int fresh_model(run_t *r, const tg_opts_t *o, char err[256])
         return -1;
     }
     if (split_batch(r, err)) return -1;
+    if (r->p->init) {
+        if (mf_load(r->p->init, &r->dv, TG_DVAE_BATCH, &r->tok, &r->gpt, r->bl, err)) return -1;
+        r->gc = *gpt_config(r->gpt);
+        return 0;
+    }
     if (!r->p->dvae) {
         snprintf(err, 256, "no dVAE given");
         return -1;

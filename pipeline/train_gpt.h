@@ -47,6 +47,9 @@ typedef struct {
     const char *out;          /* MODEL */
     const char *cache;        /* token cache; NULL: MODEL.tokens */
     const char *resume;       /* checkpoint to continue, or NULL */
+    const char *init;         /* fine-tuning: a complete model file whose dVAE, tokenizer
+                               * and transformer (shape, loss weights, p_null and weights)
+                               * a fresh run starts from; dvae and tokenizer stay NULL */
     long steps_override;      /* > 0: with resume, a new total */
 } tg_paths_t;
 
@@ -89,6 +92,8 @@ typedef struct {
 } tg_info_t;
 /* From a dVAE (or any model file holding one). */
 int tg_dvae_info(const char *path, tg_info_t *info, char err[256]);
+/* From a complete model file (--init): all three parts load and agree. */
+int tg_model_info(const char *path, tg_info_t *info, char err[256]);
 /* From a checkpoint written by tg_train. */
 int tg_checkpoint_info(const char *path, tg_info_t *info, char err[256]);
 

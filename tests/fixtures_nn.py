@@ -158,9 +158,8 @@ def embedding(write):
                            "dtable": td.grad})
 
 
-def attention(write):
-    torch.manual_seed(11)
-    B, T, C, NH = 2, 5, 8, 2
+def attention_case(write, name, seed, B, T, C, NH):
+    torch.manual_seed(seed)
     hs = C // NH
     qkv = torch.randn(B, T, 3 * C)
     dout = torch.randn(B, T, C)
@@ -174,8 +173,14 @@ def attention(write):
     att = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     out = (att @ v).transpose(1, 2).reshape(B, T, C)
     out.backward(dout.double())
-    write("nn_attention", {"dims": torch.tensor([B, T, C, NH]), "qkv": qkv, "dout": dout,
-                           "out": out, "att": att, "dqkv": qd.grad})
+    write(name, {"dims": torch.tensor([B, T, C, NH]), "qkv": qkv, "dout": dout,
+                 "out": out, "att": att, "dqkv": qd.grad})
+
+
+def attention(write):
+    attention_case(write, "nn_attention", 11, 2, 5, 8, 2)
+    # longer than nn/attention.c's causal row blocks (64), the last one partial
+    attention_case(write, "nn_attention_long", 27, 1, 150, 16, 2)
 
 
 def gumbel_softmax(write):

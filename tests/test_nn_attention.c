@@ -1,6 +1,8 @@
 /* Causal multi-head attention against PyTorch (tests/fixtures/nn_attention.bin: B=2
- * T=5 C=8 NH=2, llm.c's qkv [B, T, 3C] layout, att [B, NH, T, T] probabilities with
- * zeros above the diagonal), accumulation, scratch independence and finite differences.
+ * T=5 C=8 NH=2; nn_attention_long.bin: B=1 T=150 C=16 NH=2, over three of the causal
+ * row blocks, the last partial; llm.c's qkv [B, T, 3C] layout, att [B, NH, T, T]
+ * probabilities with zeros above the diagonal), accumulation, scratch independence and
+ * finite differences.
  * The forward's att and the backward's datt scratch are filled with NaN first: the
  * forward must write every att entry (masked ones as 0) and the backward must not read
  * datt before writing it. */
@@ -30,10 +32,10 @@ static void fill_nan(float *p, size_t n)
     for (size_t i = 0; i < n; i++) p[i] = NAN;
 }
 
-static void test_fixture(void)
+static void test_fixture(const char *name)
 {
-    printf("attention vs PyTorch\n");
-    fx_file_t *f = fx_load("nn_attention");
+    printf("attention vs PyTorch (%s)\n", name);
+    fx_file_t *f = fx_load(name);
     const int *dims = fx_i32(f, "dims");
     int B = dims[0], T = dims[1], C = dims[2], NH = dims[3];
     printf("  B=%d T=%d C=%d NH=%d\n", B, T, C, NH);
@@ -92,7 +94,8 @@ static void test_fd(void)
 
 int main(void)
 {
-    test_fixture();
+    test_fixture("nn_attention");
+    test_fixture("nn_attention_long");
     test_fd();
     return test_summary("test_nn_attention");
 }

@@ -1,7 +1,8 @@
 /* `dalle-c train` through the command line: a run killed with SIGKILL at a random
  * moment, or interrupted with SIGINT (exit 130), and resumed from its checkpoint ends with exactly the parameters of an
  * uninterrupted run; a second run reuses the token cache; `dalle-c info` shows the
- * model file's parts; bad inputs give one-line errors with the documented exit codes. */
+ * model file's parts; --init fine-tunes from a complete model (its weights exactly, then
+ * training moves them); bad inputs give one-line errors with the documented exit codes. */
 #include "dvae/dvae.h"
 #include "tests/testutil.h"
 #include "transformer/transformer.h"
@@ -208,6 +209,50 @@ static void test_sigint(void)
     check(same_gpt(full, part), "interrupted and resumed == uninterrupted, bit for bit");
 }
 
+/* --init starts from full.dalle (test_sigkill's): with lr 0 the result is that model's
+ * transformer exactly; with a learning rate it moves and keeps the dVAE and tokenizer. */
+static void test_init(void)
+{
+    printf("--init: fine-tuning a complete model\n");
+    char full[700], tuned[700], cmd[4096];
+    snprintf(full, sizeof full, "%s/full.dalle", test_tmpdir());
+    snprintf(tuned, sizeof tuned, "%s/tuned.dalle", test_tmpdir());
+    const char *common = "--batch 8 --checkpoint-every 10 --eval-every 100 --eval-images 8 "
+                         "--samples-every 0 --seed 9 --holdout 0.2 -t 1";
+    snprintf(cmd, sizeof cmd, "%s train %s --init %s -o %s --steps 3 --lr 0 --lr-min 0 --warmup 0 %s 2>%s",
+             bin, dir, full, tuned, common, errfile);
+    check(run_cmd(cmd) == 0, "fine-tune with lr 0: %s", cmd);
+    check(same_gpt(full, tuned), "lr 0: the transformer is the --init model's, bit for bit");
+    snprintf(cmd, sizeof cmd, "%s train %s --init %s -o %s --steps 3 --lr 0.003 --warmup 0 %s 2>%s",
+             bin, dir, full, tuned, common, errfile);
+    check(run_cmd(cmd) == 0, "fine-tune with lr 0.003: %s", cmd);
+    check(!same_gpt(full, tuned), "a learning rate moves the weights");
+    dvae_t *a, *b;
+    char err[256];
+    if (check(dvae_load(&a, full, 1, err) == 0 && dvae_load(&b, tuned, 1, err) == 0,
+              "both dVAEs load")) {
+        size_t na = dvae_param_count(a), nb = dvae_param_count(b);
+        const float *pa = dvae_params(a), *pb = dvae_params(b);
+        check(na == nb && memcmp(pa, pb, na * sizeof(float)) == 0,
+              "the fine-tuned model carries the --init model's dVAE");
+        dvae_free(a);
+        dvae_free(b);
+    }
+    snprintf(cmd, sizeof cmd, "%s tokenizer encode -m %s 'a red square' > %s.a 2>&1 && "
+             "%s tokenizer encode -m %s 'a red square' > %s.b 2>&1 && cmp -s %s.a %s.b",
+             bin, full, errfile, bin, tuned, errfile, errfile, errfile);
+    check(run_cmd(cmd) == 0, "and its tokenizer (same ids for a caption)");
+
+    char fmt[4096];
+    snprintf(fmt, sizeof fmt, "%s train %s --init %s -o %s --layers 3 -t 1", bin, dir, full, tuned);
+    expect_error("--init with --layers", 2, "--layers", "%s", fmt);
+    snprintf(fmt, sizeof fmt, "%s train %s --init %s --dvae %s -o %s -t 1", bin, dir, full,
+             dvae_path, tuned);
+    expect_error("--init with --dvae", 2, "--dvae", "%s", fmt);
+    snprintf(fmt, sizeof fmt, "%s train %s --init %s -o %s -t 1", bin, dir, dvae_path, tuned);
+    expect_error("--init with a dVAE-only file", 1, "tiny.dvae", "%s", fmt);
+}
+
 int main(void)
 {
     bin = getenv("DALLEC_BIN");
@@ -228,6 +273,7 @@ int main(void)
     dvae_free(m);
     test_sigkill();
     test_sigint();
+    test_init();
     test_bad_inputs();
     return test_summary("test_train_gpt_cli");
 }

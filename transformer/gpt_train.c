@@ -215,9 +215,9 @@ double gpt_train_flops(const gpt_config_t *c, int B)
     const double d = c->n_embd, L = gpt_seq_len(c), N = (double)B * L;
     const double G2 = (double)c->grid * c->grid;
     /* forward multiply-adds: qkv, proj, fc, mlp proj (12 d^2 per row), attention's two
-     * products over the full L x L square that the sgemms compute, the heads; the
-     * backward does twice the forward's products */
-    double macs = c->n_layer * (N * 12.0 * d * d + 2.0 * B * L * L * d) +
+     * products over the causal blocks of the L x L square that the sgemms compute, the
+     * heads; the backward does twice the forward's products */
+    double macs = c->n_layer * (N * 12.0 * d * d + 2.0 * B * nn_attention_pairs((int)L) * d) +
                   B * ((double)c->text_len * c->text_vocab + G2 * c->image_vocab) * d;
     return 3.0 * 2.0 * macs;
 }
