@@ -174,8 +174,9 @@ int cmd_serve(int argc, char **argv)
                     ? "every network interface of this machine"
                     : "an address other machines may reach",
                 o.api_key ? "" : " (--api-key requires a key)");
-    fprintf(stderr, CMD ": model %s (%dx%d images, %d rows), queue %d, %s\n",
-            dalle_model_name(model), info.image_size, info.image_size, info.grid, o.queue,
+    fprintf(stderr, CMD ": model %s (%dx%d images, %d rows, %s), queue %d, %s\n",
+            dalle_model_name(model), info.image_size, info.image_size, info.grid,
+            info.has_scorer ? "a scorer: candidates rerank" : "no scorer", o.queue,
             o.api_key ? "API key required" : "no API key");
     printf("listening on http://%s%s%s:%d/\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
            server_port(srv));

@@ -186,6 +186,11 @@ static int take_field(const server_t *s, const char *key, const json_t *v, gen_r
     if (strcmp(key, "temperature") == 0) return get_float(v, key, 0, 100, 0, &p->temperature, e);
     if (strcmp(key, "top_p") == 0) return get_float(v, key, 0, 1, 1, &p->top_p, e);
     if (strcmp(key, "guidance") == 0) return get_float(v, key, 0, 100, 0, &p->guidance, e);
+    if (strcmp(key, "candidates") == 0) { /* with n: checked once every field is in */
+        if (get_int(v, key, 1, DALLE_MAX_IMAGES, &x, e)) return -1;
+        p->candidates = (int)x;
+        return 0;
+    }
     if (strcmp(key, "top_k") == 0) {
         if (get_int(v, key, 0, 1 << 24, &x, e)) return -1;
         p->top_k = (int)x;
@@ -221,6 +226,21 @@ static int take_field(const server_t *s, const char *key, const json_t *v, gen_r
     return api_fail(e, 400, key, "unknown field '%.40s' (docs/SERVER.md lists the fields)", key);
 }
 
+/* Reranking's limits, as the command line's --candidates: n x candidates samples in one
+ * batch, and a scorer to rank them. */
+static int check_candidates(const server_t *s, const dalle_params_t *p, api_error_t *e)
+{
+    const int n = p->n_images, m = p->candidates;
+    if (n * m > DALLE_MAX_IMAGES)
+        return api_fail(e, 400, "candidates", "'n' x 'candidates' is %d x %d = %d samples; at "
+                        "most %d", n, m, n * m, DALLE_MAX_IMAGES);
+    if (m > 1 && !s->info.has_scorer)
+        return api_fail(e, 400, "candidates", "this model has no scorer, so 'candidates' above 1 "
+                        "has nothing to rank the samples by (add one with `dalle-c rerank add`; "
+                        "docs/RERANK.md)");
+    return 0;
+}
+
 int api_parse_generation(const server_t *s, const char *body, size_t len, gen_request_t *out,
                          api_error_t *e)
 {
@@ -242,6 +262,7 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
             if ((rc = take_field(s, key, v, out, e))) break;
         }
         if (!rc && !out->prompt) rc = api_fail(e, 400, "prompt", "'prompt' is required");
+        if (!rc) rc = check_candidates(s, &out->params, e);
     }
     json_decref(root);
     if (rc) {
@@ -266,6 +287,7 @@ static json_t *model_object(const server_t *s)
               put(m, "text_tokens", json_integer(in->text_len)) ||
               put(m, "parameters", json_integer((json_int_t)in->n_params)) ||
               put(m, "max_images", json_integer(SERVER_MAX_IMAGES)) ||
+              put(m, "scorer", json_boolean(in->has_scorer)) ||
               put(m, "version", json_string(dalle_version()));
     if (bad) {
         json_decref(m);
@@ -337,12 +359,15 @@ static json_t *png_b64(const server_t *s, const job_t *j, const dalle_image_t *i
 }
 
 /* What every image carries besides its pixels: enough to make it again with the
- * command line (dalle-c PROMPT --seed SEED -n N, image INDEX+1 of the batch). */
+ * command line (dalle-c PROMPT --seed SEED -n N, image INDEX+1 of the batch), and with a
+ * scorer its score and, reranked, which candidate won (as the command line prints them). */
 static int put_image_facts(json_t *o, const job_t *j, int i)
 {
     const dalle_result_t *r = &j->result;
     return put(o, "seed", json_integer((json_int_t)r->seed)) ||
-           put(o, "index", json_integer(i)) || put(o, "n", json_integer(r->n_images));
+           put(o, "index", json_integer(i)) || put(o, "n", json_integer(r->n_images)) ||
+           (r->scores && put(o, "score", json_real(r->scores[i]))) ||
+           (r->params.candidates > 1 && put(o, "candidate", json_integer(r->candidate[i])));
 }
 
 char *api_images_body(const server_t *s, const job_t *j, api_error_t *e)
@@ -406,17 +431,18 @@ static int put_event_common(json_t *o, const server_t *s, const job_t *j, const 
            put(o, "image_index", json_integer(i)) || put(o, "progress", json_real(progress));
 }
 
-char *api_event_partial(const server_t *s, const job_t *j, int i, const uint8_t *rgb, int rows)
+char *api_event_partial(const server_t *s, const job_t *j, int k, const uint8_t *rgb, int rows)
 {
     char err[DALLE_ERR_SIZE];
-    const int S = s->info.image_size, G = s->info.grid;
+    const int S = s->info.image_size, G = s->info.grid, n = j->req.params.n_images;
     dalle_image_t img = {S, S, (uint8_t *)rgb};
     json_t *o = json_object();
-    if (put_event_common(o, s, j, "image_generation.partial_image", i, (double)rows / G) ||
+    if (put_event_common(o, s, j, "image_generation.partial_image", k % n, (double)rows / G) ||
+        (j->req.params.candidates > 1 && put(o, "candidate", json_integer(k / n))) ||
         put(o, "partial_image_index", json_integer(rows - 1)) ||
         put(o, "rows", json_integer(rows)) || put(o, "grid", json_integer(G)) ||
         put(o, "seed", json_integer(j->req.params.seed)) ||
-        put(o, "b64_json", png_b64(s, j, &img, i, 0, err))) {
+        put(o, "b64_json", png_b64(s, j, &img, k, 0, err))) {
         json_decref(o);
         return NULL;
     }

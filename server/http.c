@@ -304,7 +304,7 @@ static int stream_next(stream_t *st)
 {
     server_t *s = st->s;
     job_t *j = st->j;
-    const int n = j->req.params.n_images;
+    const int n = j->req.params.n_images, samples = job_samples(j);
     const size_t px = (size_t)s->info.image_size * s->info.image_size * 3;
     const int every_row = j->frame_slots > 1;
     pthread_mutex_lock(&s->lock);
@@ -319,13 +319,13 @@ static int stream_next(stream_t *st)
     /* the next row with a slot per row (its slot no longer changes), else the latest */
     int rows = every_row ? st->rows_sent + 1 : j->rows_done;
     int send_rows = j->rows_done > st->rows_sent && (every_row || state == JOB_RUNNING);
-    if (send_rows) memcpy(st->snapshot, job_frame(s, j, rows), (size_t)n * px);
+    if (send_rows) memcpy(st->snapshot, job_frame(s, j, rows), (size_t)samples * px);
     pthread_mutex_unlock(&s->lock);
 
     if (send_rows) {
         st->rows_sent = rows;
-        for (int i = 0; i < n; i++)
-            if (append_event(st, api_event_partial(s, j, i, st->snapshot + i * px, rows)))
+        for (int k = 0; k < samples; k++)
+            if (append_event(st, api_event_partial(s, j, k, st->snapshot + k * px, rows)))
                 return -1;
         return 0;
     }
@@ -375,7 +375,7 @@ static enum MHD_Result reply_stream(request_t *rq, struct MHD_Connection *c, job
     server_t *s = rq->s;
     stream_t *st = calloc(1, sizeof *st);
     size_t px = (size_t)s->info.image_size * s->info.image_size * 3;
-    if (st) st->snapshot = malloc((size_t)j->req.params.n_images * px);
+    if (st) st->snapshot = malloc((size_t)job_samples(j) * px);
     if (!st || !st->snapshot) {
         free(st);
         return fail(rq, c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");

@@ -20,7 +20,7 @@ job_t *job_create(server_t *s, gen_request_t *req, int fd)
     if (!j) return NULL;
     if (req->stream) {
         size_t frame = (size_t)s->info.image_size * s->info.image_size * 3 *
-                       (size_t)req->params.n_images;
+                       (size_t)req->params.n_images * (size_t)req->params.candidates;
         j->frame_slots = frame * (size_t)s->info.grid <= STREAM_FRAMES_MAX ? s->info.grid : 1;
         j->frames = malloc(frame * (size_t)j->frame_slots);
         if (!j->frames) {
@@ -46,10 +46,14 @@ void job_release_locked(job_t *j)
     free(j);
 }
 
+int job_samples(const job_t *j)
+{
+    return j->req.params.n_images * j->req.params.candidates;
+}
+
 uint8_t *job_frame(const server_t *s, const job_t *j, int rows)
 {
-    size_t frame = (size_t)s->info.image_size * s->info.image_size * 3 *
-                   (size_t)j->req.params.n_images;
+    size_t frame = (size_t)s->info.image_size * s->info.image_size * 3 * (size_t)job_samples(j);
     return j->frames + (j->frame_slots > 1 ? (size_t)(rows - 1) : 0) * frame;
 }
 
@@ -116,8 +120,11 @@ int jobs_submit(server_t *s, job_t *j, api_error_t *e)
     int ahead = j->ahead;
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->lock);
-    server_log(s, "job %lu: queued, %d ahead (n %d, seed %lld%s)", j->id, ahead,
-               j->req.params.n_images, (long long)j->req.params.seed,
+    char best_of[32] = "";
+    if (j->req.params.candidates > 1)
+        snprintf(best_of, sizeof best_of, ", best of %d", j->req.params.candidates);
+    server_log(s, "job %lu: queued, %d ahead (n %d%s, seed %lld%s)", j->id, ahead,
+               j->req.params.n_images, best_of, (long long)j->req.params.seed,
                j->req.stream ? ", stream" : "");
     return 0;
 }

@@ -71,11 +71,12 @@ typedef struct job {
     int fd;                    /* the client's socket while its connection lives, else -1 */
     job_state_t state;
     int ahead;                 /* while queued: jobs that run before this one */
-    /* streams: the partial images after each row, in frames[slot][n_images][S*S*3]. With
-     * a slot per row (frame_slots == G) every row is sent, even to a client that reads
-     * slower than rows come; a batch too big for that (STREAM_FRAMES_MAX) keeps one slot,
-     * the latest, and a slow client skips rows. The worker writes a row's slot before
-     * publishing rows_done and never again. */
+    /* streams: the partial images after each row, in frames[slot][samples][S*S*3] (every
+     * candidate of every image: job_samples). With a slot per row (frame_slots == G)
+     * every row is sent, even to a client that reads slower than rows come; a batch too
+     * big for that (STREAM_FRAMES_MAX) keeps one slot, the latest, and a slow client
+     * skips rows. The worker writes a row's slot before publishing rows_done and never
+     * again. */
     int rows_done;
     int frame_slots;
     uint8_t *frames;
@@ -126,7 +127,9 @@ void job_release(server_t *s, job_t *j);
 void job_release_locked(job_t *j);
 /* The client's connection is over: its socket is no longer ours to look at. */
 void job_client_gone(server_t *s, job_t *j);
-/* The partial images after row `rows` (1..G) in j's frames: [n_images][S*S*3]. */
+/* Samples j draws: n_images x candidates (reranking keeps n_images of them). */
+int job_samples(const job_t *j);
+/* The partial images after row `rows` (1..G) in j's frames: [job_samples][S*S*3]. */
 uint8_t *job_frame(const server_t *s, const job_t *j, int rows);
 
 /* api.c */
@@ -140,8 +143,9 @@ char *api_model_body(const server_t *s);       /* GET /v1/models/{id} */
 char *api_images_body(const server_t *s, const job_t *j, api_error_t *e);
 /* Server-sent events, "event: NAME\ndata: JSON\n\n", malloc'ed (NULL: out of memory). */
 char *api_event_queued(const job_t *j, int ahead);
-/* image i of the partial images rgb (after rows of G rows) */
-char *api_event_partial(const server_t *s, const job_t *j, int i, const uint8_t *rgb, int rows);
+/* sample k of j's partial images, rgb (after rows of G rows): candidate k / n of image
+ * k % n, as dalle_generate numbers them */
+char *api_event_partial(const server_t *s, const job_t *j, int k, const uint8_t *rgb, int rows);
 char *api_event_completed(const server_t *s, const job_t *j, int i);
 char *api_event_error(const api_error_t *e);
 /* A failed or refused job as an API error. */

@@ -184,7 +184,8 @@ static void test_models_and_page(const st_server_t *s)
     json_t *m = json_array_get(json_object_get(v, "data"), 0);
     check(r.status == 200 && strcmp(st_str(v, "object"), "list") == 0 &&
               strcmp(st_str(m, "id"), "model.dalle") == 0 &&
-              strcmp(st_str(m, "size"), "16x16") == 0,
+              strcmp(st_str(m, "size"), "16x16") == 0 &&
+              json_is_false(json_object_get(m, "scorer")),
           "GET /v1/models: %ld %.300s", r.status, r.body);
     json_decref(v);
     st_reply_free(&r);

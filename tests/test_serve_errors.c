@@ -1,6 +1,7 @@
 /* dalle-c serve and bad requests (docs/SERVER.md, "Statuses"): a table of malformed
- * bodies, fields of the wrong type and out-of-range values, each answered 400 with
- * OpenAI's error object naming the field; bodies over the limit 413 (declared, and sent
+ * bodies, fields of the wrong type and out-of-range values (candidates among them, and
+ * candidates on this model without a scorer), each answered 400 with OpenAI's error
+ * object naming the field; bodies over the limit 413 (declared, and sent
  * chunked); wrong methods 405 and unknown paths 404; a full queue 503 with Retry-After
  * (a job held running through $DALLEC_SERVE_TEST_HOLD fills it deterministically); and
  * the server still answering well after all of it. */
@@ -48,6 +49,12 @@ static const bad_request_t table[] = {
     {"guidance too big", "POST", GEN, "{\"prompt\": \"a\", \"guidance\": 101}", 400, "guidance"},
     {"seed negative", "POST", GEN, "{\"prompt\": \"a\", \"seed\": -5}", 400, "seed"},
     {"seed a word", "POST", GEN, "{\"prompt\": \"a\", \"seed\": \"abc\"}", 400, "seed"},
+    {"candidates a word", "POST", GEN, "{\"prompt\": \"a\", \"candidates\": \"2\"}", 400, "candidates"},
+    {"candidates a fraction", "POST", GEN, "{\"prompt\": \"a\", \"candidates\": 2.5}", 400, "candidates"},
+    {"candidates zero", "POST", GEN, "{\"prompt\": \"a\", \"candidates\": 0}", 400, "candidates"},
+    {"candidates too many", "POST", GEN, "{\"prompt\": \"a\", \"candidates\": 65}", 400, "candidates"},
+    {"n x candidates > 64", "POST", GEN, "{\"candidates\": 7, \"prompt\": \"a\", \"n\": 10}", 400, "candidates"},
+    {"candidates, no scorer", "POST", GEN, "{\"prompt\": \"a\", \"candidates\": 2}", 400, "candidates"},
     {"stream a word", "POST", GEN, "{\"prompt\": \"a\", \"stream\": \"yes\"}", 400, "stream"},
     {"model a number", "POST", GEN, "{\"prompt\": \"a\", \"model\": 5}", 400, "model"},
     {"unknown field", "POST", GEN, "{\"prompt\": \"a\", \"temprature\": 1}", 400, "temprature"},
@@ -57,6 +64,15 @@ static const bad_request_t table[] = {
     {"no such page", "GET", "/nope", NULL, 404, ""},
     {"no such endpoint", "GET", "/v1/images/edits", NULL, 404, ""},
     {"no such model", "GET", "/v1/models/other.dalle", NULL, 404, "model"},
+};
+
+/* rows whose message must also say something */
+static const struct {
+    const char *what, *says;
+} messages[] = {
+    {"n x candidates > 64", "70 samples"},
+    {"candidates, no scorer", "no scorer"},
+    {"candidates, no scorer", "dalle-c rerank add"},
 };
 
 static void test_table(const st_server_t *s)
@@ -79,6 +95,10 @@ static void test_table(const st_server_t *s)
         ok += good;
         printf("  %-22s %s %-24s -> %ld %s%s\n", t->what, t->method, t->path, r.status,
                param[0] ? "param " : "", param);
+        for (size_t m = 0; m < sizeof messages / sizeof *messages; m++)
+            if (strcmp(t->what, messages[m].what) == 0)
+                check(strstr(r.body, messages[m].says) != NULL, "%s: the message does not say "
+                      "'%s': %.300s", t->what, messages[m].says, r.body);
         if (t->status == 400 && strcmp(t->param, "size") == 0)
             check(strstr(r.body, "16x16") != NULL, "the size error names the model's size");
         st_reply_free(&r);

@@ -1,8 +1,10 @@
 // The page of `dalle-c serve` (docs/SERVER.md). The prompt and its sampling settings go to
 // POST /v1/images/generations with "stream": true; the server-sent events that come back
 // (where the job waits, a partial PNG after every sampled row, then the finished PNGs
-// carrying their settings in text chunks) are drawn as they arrive. Plain JavaScript
-// with no framework and nothing from elsewhere: the file is embedded in the binary.
+// carrying their settings in text chunks) are drawn as they arrive. With "candidates" above
+// 1 every candidate is drawn, then the ones the model's scorer ranked lower are taken away
+// and the kept image shows its score. Plain JavaScript with no framework and nothing from
+// elsewhere: the file is embedded in the binary.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -45,6 +47,13 @@ async function loadModel() {
     page.model = m;
     $("model").textContent = `${m.id} · ${m.size} images drawn in ${m.grid} rows`;
     $("n").max = m.max_images;
+    if (!m.scorer) {
+      const c = $("candidates");
+      c.value = 1;
+      c.disabled = true;
+      c.parentElement.title = "this model has no scorer to rank candidates by " +
+                              "(dalle-c rerank add; docs/RERANK.md)";
+    }
   } catch (err) {
     $("model").textContent = "cannot reach the server";
   }
@@ -52,7 +61,7 @@ async function loadModel() {
 
 // ------------------------------------------------------------------ the request
 
-const NUMBERS = ["n", "temperature", "top_k", "top_p", "guidance"];
+const NUMBERS = ["n", "candidates", "temperature", "top_k", "top_p", "guidance"];
 
 // The request body, or null after saying what is wrong with the form.
 function requestBody() {
@@ -65,6 +74,7 @@ function requestBody() {
   const body = { prompt, response_format: "b64_json", stream: true };
   for (const id of NUMBERS) {
     const input = $(id);
+    if (input.disabled) continue;
     if (!input.checkValidity() || input.value === "") {
       say(`${input.parentElement.textContent.trim()}: ${input.validationMessage || "needs a number"}`, true);
       input.focus();
@@ -130,7 +140,18 @@ function makeCard(label) {
   return fig;
 }
 
+// "score 0.9133 · candidate 3 of 8": what the scorer said of a finished image, if it has one
+function scoreText(image) {
+  if (typeof image.score !== "number") return "";
+  const pick = typeof image.candidate === "number"
+    ? ` · candidate ${image.candidate + 1} of ${image.candidates}` : "";
+  return `score ${image.score.toFixed(4)}${pick}`;
+}
+
 function showFinished(fig, prompt, image) {
+  const score = fig.querySelector(".score");
+  score.textContent = scoreText(image);
+  score.hidden = score.textContent === "";
   const url = URL.createObjectURL(pngBlob(image.b64));
   fig.querySelector("img").src = url;
   const a = fig.querySelector("a.download");
@@ -157,13 +178,18 @@ async function generate(event) {
   delete job.settings.stream;
   delete job.settings.response_format;
 
+  // a card per sample: candidate c of image i is cards[c * n + i], as the server numbers them
+  const n = body.n, m = body.candidates || 1;
   const cards = [];
   const current = $("current");
   current.replaceChildren();
-  for (let i = 0; i < body.n; i++) {
-    cards.push(makeCard(body.n > 1 ? `image ${i + 1} of ${body.n}` : "image"));
-    current.append(cards[i]);
+  const imageLabel = (i) => (n > 1 ? `image ${i + 1} of ${n}` : "image");
+  for (let k = 0; k < n * m; k++) {
+    const i = k % n, c = Math.floor(k / n);
+    cards.push(makeCard(m > 1 ? `${imageLabel(i)} · candidate ${c + 1} of ${m}` : imageLabel(i)));
   }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < m; c++) current.append(cards[c * n + i]);
   const progress = $("progress");
   progress.value = 0;
   const controller = new AbortController();
@@ -176,7 +202,7 @@ async function generate(event) {
     if (name === "queued") {
       say(d.ahead > 0 ? `waiting: ${d.ahead} ahead in the queue` : "starting…");
     } else if (name === "image_generation.partial_image") {
-      const fig = cards[d.image_index];
+      const fig = cards[(d.candidate || 0) * n + d.image_index];
       fig.querySelector("img").src = "data:image/png;base64," + d.b64_json;
       fig.dataset.state = "drawing";
       fig.dataset.rows = String(d.rows);
@@ -185,10 +211,15 @@ async function generate(event) {
       job.seed = d.seed;
       say(`drawing row ${d.rows} of ${d.grid} · seed ${d.seed}`);
     } else if (name === "image_generation.completed") {
-      const image = { b64: d.b64_json, seed: d.seed, index: d.image_index, n: d.n };
+      const image = { b64: d.b64_json, seed: d.seed, index: d.image_index, n: d.n,
+                      score: d.score, candidate: d.candidate, candidates: m };
       job.images[d.image_index] = image;
       job.seed = d.seed;
-      showFinished(cards[d.image_index], job.prompt, image);
+      const kept = (d.candidate || 0) * n + d.image_index;
+      for (let c = 0; c < m; c++)
+        if (c * n + d.image_index !== kept) cards[c * n + d.image_index].remove();
+      cards[kept].querySelector(".what").textContent = imageLabel(d.image_index);
+      showFinished(cards[kept], job.prompt, image);
       const done = job.images.filter(Boolean).length;
       progress.value = done === body.n ? 1 : progress.value;
       if (done === body.n) say(`done in ${d.seconds.toFixed(2)} s · seed ${d.seed}`);
@@ -235,13 +266,17 @@ async function generate(event) {
 function describe(entry) {
   const s = entry.settings;
   return `seed ${entry.seed} · temperature ${s.temperature} · top-k ${s.top_k} · ` +
-         `top-p ${s.top_p} · guidance ${s.guidance}`;
+         `top-p ${s.top_p} · guidance ${s.guidance}` +
+         (s.candidates > 1 ? ` · best of ${s.candidates}` : "");
 }
 
 function reuse(entry) {
   $("prompt").value = entry.prompt;
   $("seed").value = String(entry.seed);
-  for (const id of NUMBERS) $(id).value = entry.settings[id];
+  for (const id of NUMBERS) {
+    const value = id === "candidates" ? entry.settings[id] || 1 : entry.settings[id];
+    if (value !== undefined && !$(id).disabled) $(id).value = value;
+  }
   $("prompt").focus();
 }
 
