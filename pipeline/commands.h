@@ -50,5 +50,6 @@ int cmd_serve(int argc, char **argv);     /* cmd_serve.c: dalle-c serve (server/
 int cmd_gpt_train(int argc, char **argv); /* cmd_train.c: dalle-c train (the transformer) */
 int cmd_rerank(int argc, char **argv);    /* cmd_rerank.c: train, add, score */
 int cmd_eval_score(int argc, char **argv); /* cmd_eval_score.c: dalle-c eval score */
+int cmd_convert_model(int argc, char **argv); /* cmd_convert.c: a model file's tensors as f16/bf16/f32 */
 
 #endif

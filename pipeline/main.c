@@ -10,6 +10,7 @@
 
 const cmd_entry_t dallec_commands[] = {
     {"info", cmd_info, "configs, parameter counts and tensor table of a model file"},
+    {"convert", cmd_convert_model, "rewrite a model file with f16 or bf16 tensors (half the size)"},
     {"dvae", cmd_dvae, "train the discrete VAE on an image folder"},
     {"tokens", cmd_tokens, "images to dVAE token grids and back; codebook stats and atlas"},
     {"tokenizer", cmd_tokenizer, "train a text tokenizer on captions; encode and decode text"},

@@ -10,35 +10,12 @@
 #include "tests/testutil.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *bin;
 static char data[600], model[600];
-
-/* Runs a command line built from fmt; *out (may be NULL) gets stdout and stderr. */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    return test_run(cmd, out);
-}
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][700];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, 700, "%s/%s", test_tmpdir(), name);
-    return b;
-}
 
 /* The scorer parameters of two files, bit for bit. */
 static int same_scorer(const char *a, const char *b)
@@ -68,30 +45,30 @@ static void test_train_resume(void)
 {
     printf("rerank train, and a resumed run equal to an uninterrupted one\n");
     char *out = NULL;
-    int st = run(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 12 "
-                 "--checkpoint-every 4", bin, data, tmp("a.dalle"));
+    int st = test_runf(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 12 "
+                 "--checkpoint-every 4", bin, data, test_tmp_path("a.dalle"));
     check(st == 0 && strstr(out, "rerank-eval images=") && strstr(out, "top-5"),
           "train: %d %s", st, out);
     free(out);
-    FILE *f = fopen(tmp("a.dalle.ckpt"), "rb");
+    FILE *f = fopen(test_tmp_path("a.dalle.ckpt"), "rb");
     check(f != NULL, "a checkpoint beside the scorer");
     if (f) fclose(f);
 
-    st = run(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 6", bin, data,
-             tmp("b.dalle"));
+    st = test_runf(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 6", bin, data,
+             test_tmp_path("b.dalle"));
     check(st == 0, "first half: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank train %s -o %s --resume %s --steps 12 -t 1", bin, data,
-             tmp("b.dalle"), tmp("b.dalle.ckpt"));
+    st = test_runf(&out, "%s rerank train %s -o %s --resume %s --steps 12 -t 1", bin, data,
+             test_tmp_path("b.dalle"), test_tmp_path("b.dalle.ckpt"));
     check(st == 0 && strstr(out, "resuming at step 6"), "resumed: %d %s", st, out);
     free(out);
-    check(same_scorer(tmp("a.dalle"), tmp("b.dalle")),
+    check(same_scorer(test_tmp_path("a.dalle"), test_tmp_path("b.dalle")),
           "6 steps + resume to 12 give the parameters of 12 steps, bit for bit");
     printf("  12 steps and 6 + 6 resumed: the same bits\n");
 
     /* the checkpoint's held-out fraction and the dataset are the run's */
-    st = run(&out, "%s rerank train %s -o %s --resume %s --holdout 0.5", bin, data, tmp("c.dalle"),
-             tmp("b.dalle.ckpt"));
+    st = test_runf(&out, "%s rerank train %s -o %s --resume %s --holdout 0.5", bin, data, test_tmp_path("c.dalle"),
+             test_tmp_path("b.dalle.ckpt"));
     check(st == 2 && strstr(out, "holdout"), "another --holdout when resuming: %d %s", st, out);
     free(out);
 }
@@ -101,37 +78,37 @@ static void test_model_file(void)
     printf("the scorer in a model file; --candidates; eval score; rerank score\n");
     char *out = NULL;
     /* trained on the model's tokenizer (and, by default, its image size) and put into it */
-    int st = run(&out, "%s rerank train %s -o %s -m %s --into %s " OPTS " --steps 4", bin, data,
-                 tmp("s.dalle"), model, tmp("with.dalle"));
+    int st = test_runf(&out, "%s rerank train %s -o %s -m %s --into %s " OPTS " --steps 4", bin, data,
+                 test_tmp_path("s.dalle"), model, test_tmp_path("with.dalle"));
     check(st == 0 && strstr(out, "with the scorer"), "train --into: %d %s", st, out);
     free(out);
-    st = run(&out, "%s info %s", bin, tmp("with.dalle"));
+    st = test_runf(&out, "%s info %s", bin, test_tmp_path("with.dalle"));
     check(st == 0 && strstr(out, "rerank.embed_dim = 8") && strstr(out, "rerank.txt.proj.w"),
           "dalle-c info shows the scorer: %d", st);
     free(out);
-    st = run(&out, "%s rerank add %s %s -o %s", bin, model, tmp("s.dalle"), tmp("added.dalle"));
+    st = test_runf(&out, "%s rerank add %s %s -o %s", bin, model, test_tmp_path("s.dalle"), test_tmp_path("added.dalle"));
     check(st == 0, "rerank add: %d %s", st, out);
     free(out);
-    check(same_scorer(tmp("added.dalle"), tmp("with.dalle")), "add and --into give one scorer");
+    check(same_scorer(test_tmp_path("added.dalle"), test_tmp_path("with.dalle")), "add and --into give one scorer");
     /* a scorer of another tokenizer cannot go in */
-    st = run(&out, "%s rerank add %s %s -o %s", bin, model, tmp("a.dalle"), tmp("bad.dalle"));
+    st = test_runf(&out, "%s rerank add %s %s -o %s", bin, model, test_tmp_path("a.dalle"), test_tmp_path("bad.dalle"));
     check(st == 1 && strstr(out, "another tokenizer"), "another tokenizer refused: %d %s", st, out);
     free(out);
 
     /* generation: without a scorer --candidates is refused; with one, scores are printed,
      * stored, and --from reproduces the pick */
-    st = run(&out, "%s 'a red circle' -m %s --candidates 4 -o %s -q", bin, model, tmp("no.png"));
+    st = test_runf(&out, "%s 'a red circle' -m %s --candidates 4 -o %s -q", bin, model, test_tmp_path("no.png"));
     check(st == 1 && strstr(out, "holds no scorer") && strstr(out, "--candidates"),
           "--candidates without a scorer: %d %s", st, out);
     free(out);
-    st = run(&out, "%s 'a red circle' -m %s --candidates 4 -n 2 -o %s --seed 5 -t 1 -q", bin,
-             tmp("with.dalle"), tmp("c.png"));
+    st = test_runf(&out, "%s 'a red circle' -m %s --candidates 4 -n 2 -o %s --seed 5 -t 1 -q", bin,
+             test_tmp_path("with.dalle"), test_tmp_path("c.png"));
     check(st == 0 && strstr(out, "(score ") && strstr(out, "of 4)"), "--candidates 4: %d %s", st, out);
     free(out);
     img_text_t *text = NULL;
     int n = 0;
     char err[256];
-    if (check(img_load_text(tmp("c-1.png"), &text, &n, err) == 0, "%s", err)) {
+    if (check(img_load_text(test_tmp_path("c-1.png"), &text, &n, err) == 0, "%s", err)) {
         const char *score = img_text_get(text, n, "dalle-c:score");
         const char *cand = img_text_get(text, n, "dalle-c:candidates");
         check(score && fabs(atof(score)) <= 1.0 && cand && strcmp(cand, "4") == 0,
@@ -139,20 +116,20 @@ static void test_model_file(void)
               cand ? cand : "-");
         free(text);
     }
-    st = run(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, tmp("c-1.png"), tmp("with.dalle"),
-             tmp("again.png"));
+    st = test_runf(NULL, "%s --from %s -m %s -o %s -t 1 -q", bin, test_tmp_path("c-1.png"), test_tmp_path("with.dalle"),
+             test_tmp_path("again.png"));
     size_t na = 0, nb = 0;
-    unsigned char *a = gt_read_file(tmp("c-1.png"), &na), *b = gt_read_file(tmp("again.png"), &nb);
+    unsigned char *a = gt_read_file(test_tmp_path("c-1.png"), &na), *b = gt_read_file(test_tmp_path("again.png"), &nb);
     check(st == 0 && a && b && na == nb && memcmp(a, b, na) == 0,
           "--from a reranked PNG makes it again byte for byte");
     free(a), free(b);
-    st = run(&out, "%s 'a red circle' -m %s -n 40 --candidates 2 -o %s -q", bin, tmp("with.dalle"),
-             tmp("many.png"));
+    st = test_runf(&out, "%s 'a red circle' -m %s -n 40 --candidates 2 -o %s -q", bin, test_tmp_path("with.dalle"),
+             test_tmp_path("many.png"));
     check(st == 2 && strstr(out, "at most 64"), "-n 40 --candidates 2: %d %s", st, out);
     free(out);
 
     /* eval score on the training folder and on generated images */
-    st = run(&out, "%s eval score %s -m %s -q -t 1", bin, data, tmp("a.dalle"));
+    st = test_runf(&out, "%s eval score %s -m %s -q -t 1", bin, data, test_tmp_path("a.dalle"));
     double mean = -9, t1 = -1, t5 = -1;
     const char *line = out ? strstr(out, "score-eval ") : NULL;
     check(st == 0 && line &&
@@ -161,11 +138,11 @@ static void test_model_file(void)
           "eval score: %d %s", st, out);
     printf("  eval score on the training folder: mean %.3f, top-1 %.2f, top-5 %.2f\n", mean, t1, t5);
     free(out);
-    st = run(&out, "%s eval score %s -m %s -q", bin, data, model);
+    st = test_runf(&out, "%s eval score %s -m %s -q", bin, data, model);
     check(st == 1 && strstr(out, "holds no scorer"), "eval score without a scorer: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank score -m %s 'a red circle' %s %s", bin, tmp("with.dalle"),
-             tmp("c-1.png"), tmp("c-2.png"));
+    st = test_runf(&out, "%s rerank score -m %s 'a red circle' %s %s", bin, test_tmp_path("with.dalle"),
+             test_tmp_path("c-1.png"), test_tmp_path("c-2.png"));
     check(st == 0 && strstr(out, "c-1.png") && strstr(out, "c-2.png"), "rerank score: %d %s", st, out);
     free(out);
 }
@@ -174,25 +151,25 @@ static void test_bad_input(void)
 {
     printf("bad input: one line and the documented exit status\n");
     char *out = NULL;
-    int st = run(&out, "%s rerank train %s", bin, data);
+    int st = test_runf(&out, "%s rerank train %s", bin, data);
     check(st == 2 && strstr(out, "-o"), "no -o: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank train %s -o %s --into %s", bin, data, tmp("x.dalle"), tmp("y.dalle"));
+    st = test_runf(&out, "%s rerank train %s -o %s --into %s", bin, data, test_tmp_path("x.dalle"), test_tmp_path("y.dalle"));
     check(st == 2 && strstr(out, "--into"), "--into without -m: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank train %s -o %s --width 10 --heads 4", bin, data, tmp("x.dalle"));
+    st = test_runf(&out, "%s rerank train %s -o %s --width 10 --heads 4", bin, data, test_tmp_path("x.dalle"));
     check(st == 2, "width not a multiple of heads: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank train %s/nothing-here -o %s", bin, data, tmp("x.dalle"));
+    st = test_runf(&out, "%s rerank train %s/nothing-here -o %s", bin, data, test_tmp_path("x.dalle"));
     check(st == 1, "missing folder: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank train %s -o %s --resume %s", bin, data, tmp("x.dalle"), model);
+    st = test_runf(&out, "%s rerank train %s -o %s --resume %s", bin, data, test_tmp_path("x.dalle"), model);
     check(st == 1 && strstr(out, "checkpoint"), "resume from a non-checkpoint: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank add %s %s -o %s", bin, model, model, tmp("x.dalle"));
+    st = test_runf(&out, "%s rerank add %s %s -o %s", bin, model, model, test_tmp_path("x.dalle"));
     check(st == 1 && strstr(out, "holds no scorer"), "add a file without a scorer: %d %s", st, out);
     free(out);
-    st = run(&out, "%s rerank frobnicate", bin);
+    st = test_runf(&out, "%s rerank frobnicate", bin);
     check(st == 2, "unknown subcommand: %d", st);
     free(out);
 }
@@ -219,18 +196,18 @@ static void test_mpi(void)
              prev ? prev : "", prev && *prev ? ":" : "", src ? src : ".");
     setenv("LSAN_OPTIONS", lsan, 1);
     char *out = NULL;
-    int st = run(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 1", bin, data,
-                 tmp("m1.dalle"));
+    int st = test_runf(&out, "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 1", bin, data,
+                 test_tmp_path("m1.dalle"));
     check(st == 0, "1 rank: %d %s", st, out);
     free(out);
-    st = run(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 1", bin, data,
-             tmp("m2.dalle"));
+    st = test_runf(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 1", bin, data,
+             test_tmp_path("m2.dalle"));
     check(st == 0, "2 ranks: %d %s", st, out);
     free(out);
     rerank_t *a = NULL, *b = NULL;
     char err[256];
-    if (check(rerank_load(&a, NULL, tmp("m1.dalle"), 1, 0, err) == 0 &&
-                  rerank_load(&b, NULL, tmp("m2.dalle"), 1, 0, err) == 0, "%s", err)) {
+    if (check(rerank_load(&a, NULL, test_tmp_path("m1.dalle"), 1, 0, err) == 0 &&
+                  rerank_load(&b, NULL, test_tmp_path("m2.dalle"), 1, 0, err) == 0, "%s", err)) {
         size_t n;
         const float *pa = rerank_param_block(a, &n), *pb = rerank_param_block(b, NULL);
         double worst = 0;
@@ -242,17 +219,17 @@ static void test_mpi(void)
     }
     rerank_free(a);
     rerank_free(b);
-    st = run(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 4", bin, data,
-             tmp("m4.dalle"));
+    st = test_runf(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 4", bin, data,
+             test_tmp_path("m4.dalle"));
     check(st == 0, "2 ranks, 4 steps: %d %s", st, out);
     free(out);
-    st = run(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 2", bin, data,
-             tmp("m22.dalle"));
+    st = test_runf(&out, MPIRUN "%s rerank train %s -o %s " OPTS " --vocab 300 --steps 2", bin, data,
+             test_tmp_path("m22.dalle"));
     check(st == 0, "2 ranks, 2 steps: %d %s", st, out);
     free(out);
-    st = run(&out, MPIRUN "%s rerank train %s -o %s --resume %s --steps 4 -t 1", bin, data,
-             tmp("m22.dalle"), tmp("m22.dalle.ckpt"));
-    check(st == 0 && same_scorer(tmp("m4.dalle"), tmp("m22.dalle")),
+    st = test_runf(&out, MPIRUN "%s rerank train %s -o %s --resume %s --steps 4 -t 1", bin, data,
+             test_tmp_path("m22.dalle"), test_tmp_path("m22.dalle.ckpt"));
+    check(st == 0 && same_scorer(test_tmp_path("m4.dalle"), test_tmp_path("m22.dalle")),
           "2 ranks: 2 steps + resume to 4 equal 4 steps, bit for bit: %d %s", st, out);
     free(out);
 #else
@@ -270,7 +247,7 @@ int main(void)
     snprintf(data, sizeof data, "%s/data", test_tmpdir());
     snprintf(model, sizeof model, "%s/model.dalle", test_tmpdir());
     char *out = NULL;
-    if (!check(run(&out, "%s data shapes %s --count 40 --size 16 --seed 2", bin, data) == 0,
+    if (!check(test_runf(&out, "%s data shapes %s --count 40 --size 16 --seed 2", bin, data) == 0,
                "data shapes: %s", out ? out : "")) {
         free(out);
         return test_summary("test_rerank_cli");

@@ -249,3 +249,23 @@ void test_write_file(const char *path, const char *text)
     ok &= fclose(f) == 0;
     check(ok, "write %s", path);
 }
+
+int test_runf(char **out, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    return test_run(cmd, out);
+}
+
+const char *test_tmp_path(const char *name)
+{
+    static char buf[8][700];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 700, "%s/%s", test_tmpdir(), name);
+    return b;
+}

@@ -64,11 +64,16 @@ int check_grad_fd(const char *label, fd_func_t f, void *ctx, float *x, const flo
  * stdout (add 2>&1 to the line for stderr too), malloc'd and NUL-terminated; the caller
  * frees it. Returns the exit status, or -1 when it could not run or died by a signal. */
 int test_run(const char *cmdline, char **out);
+/* test_run on a command line built from fmt, with stderr joined to stdout in *out. */
+int test_runf(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes text to path; counts a failure when it cannot. */
 void test_write_file(const char *path, const char *text);
 
 /* A scratch directory of this test process ($TMPDIR or /tmp), removed with everything
  * in it by test_summary. */
 const char *test_tmpdir(void);
+/* test_tmpdir()/name, in one of 8 static buffers used in turn (so up to 8 may be alive
+ * in one expression). */
+const char *test_tmp_path(const char *name);
 
 #endif
