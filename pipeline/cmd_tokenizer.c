@@ -168,7 +168,7 @@ static int cmd_train(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (tok_train_file(input, &cfg, &model, &len, err) != 0) {
         fprintf(stderr, "dalle-c tokenizer train: %s\n", err);
-        if (strstr(err, "required_chars"))
+        if (strstr(err, "smaller than required_chars"))
             fprintf(stderr, "dalle-c tokenizer train: (here: raise --vocab or lower --coverage; "
                             "byte fallback alone takes 256 ids)\n");
         return 1;

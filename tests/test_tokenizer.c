@@ -124,6 +124,22 @@ static void test_training(char **caps, char **model, size_t *len)
     rc = tok_train_captions((const char *const *)caps, N_CAPTIONS, &cfg, &m, &ml, err);
     check(rc != 0, "unknown normalization rule should fail");
     printf("  unknown normalization: %s\n", err);
+
+    /* libsentencepiece's unigram trainer ends the process on captions with nothing to
+     * learn (a failed CHECK, then exit): it runs in a child, so this is an error here */
+    const char *blank[] = {"   ", " ", "\t  "};
+    cfg = tok_train_config_default();
+    snprintf(cfg.model_type, sizeof cfg.model_type, "unigram");
+    m = NULL;
+    rc = tok_train_captions(blank, 3, &cfg, &m, &ml, err);
+    check(rc != 0 && m == NULL && strstr(err, "trainer stopped"),
+          "whitespace-only captions (unigram) should fail with a message, got %d \"%s\"", rc, err);
+    printf("  whitespace only: %s\n", err);
+    /* and the process goes on training */
+    cfg = tok_train_config_default();
+    rc = tok_train_captions((const char *const *)caps, N_CAPTIONS, &cfg, &m, &ml, err);
+    check(rc == 0 && m != NULL, "training after the trainer stopped in a child: %s", err);
+    free(m);
 }
 
 static void test_specials(tok_t *t)

@@ -6,8 +6,13 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -304,12 +309,9 @@ int check_opts(const spmc_train_opts_t *o, char *err)
     return 0;
 }
 
-int train(spm::SentenceIterator *it, const spmc_train_opts_t *o, char **model,
-          size_t *model_len, char *err)
+int train_here(spm::SentenceIterator *it, const spmc_train_opts_t *o, char **model,
+               size_t *model_len, char *err)
 {
-    *model = nullptr;
-    *model_len = 0;
-    if (check_opts(o, err) != 0) return -1;
     std::unordered_map<std::string, std::string> kw = {
         {"model_type", o->model_type},
         {"vocab_size", std::to_string(o->vocab_size)},
@@ -352,6 +354,150 @@ int train(spm::SentenceIterator *it, const spmc_train_opts_t *o, char **model,
     memcpy(m, out.data(), out.size());
     *model = m;
     *model_len = out.size();
+    return 0;
+}
+
+bool write_all(int fd, const void *p, size_t n)
+{
+    const char *c = static_cast<const char *>(p);
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        c += k;
+        n -= static_cast<size_t>(k);
+    }
+    return true;
+}
+
+// What the trainer printed before it stopped, as one short line: its last line that is
+// not the "Program terminated" banner, the source location dropped
+// ("unigram_model_trainer.cc(109) [!required_chars_.empty()]" -> "failed check
+// !required_chars_.empty()").
+std::string last_words(const std::string &log)
+{
+    std::string best;
+    size_t start = 0;
+    while (start < log.size()) {
+        size_t end = log.find('\n', start);
+        if (end == std::string::npos) end = log.size();
+        std::string line = log.substr(start, end - start);
+        if (!line.empty() && line.find("Program terminated") == std::string::npos) best = line;
+        start = end + 1;
+    }
+    size_t open = best.find(") ["), close = best.rfind(']');
+    if (open != std::string::npos && close != std::string::npos && close > open)
+        best = "failed check " + best.substr(open + 3, close - open - 3);
+    for (char &c : best)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
+    return best.size() > 120 ? best.substr(0, 120) : best;
+}
+
+// libsentencepiece's trainer ends the whole process when one of its CHECKs fails: it
+// prints "Program terminated with an unrecoverable error." and calls exit. Captions with
+// nothing to learn do that (only whitespace, say; found by fuzz_tokenizer_train). So the
+// training runs in a child process that sends the model, or the error, through a pipe;
+// a child that stops any other way becomes an error with the trainer's last words, and
+// dalle-c goes on. The child reads the captions from its copy of the parent's memory.
+int train(spm::SentenceIterator *it, const spmc_train_opts_t *o, char **model,
+          size_t *model_len, char *err)
+{
+    *model = nullptr;
+    *model_len = 0;
+    if (check_opts(o, err) != 0) return -1;
+    int out[2], log[2];
+    if (pipe(out) != 0) {
+        set_err(err, "training the tokenizer: pipe: %s", strerror(errno));
+        return -1;
+    }
+    if (pipe(log) != 0) {
+        set_err(err, "training the tokenizer: pipe: %s", strerror(errno));
+        close(out[0]);
+        close(out[1]);
+        return -1;
+    }
+    fflush(nullptr);  // or the child's exit would print what the parent had buffered
+    pid_t pid = fork();
+    if (pid < 0) {
+        set_err(err, "training the tokenizer: fork: %s", strerror(errno));
+        for (int fd : {out[0], out[1], log[0], log[1]}) close(fd);
+        return -1;
+    }
+    if (pid == 0) {
+        close(out[0]);
+        close(log[0]);
+        dup2(log[1], 2);
+        close(log[1]);
+        // The trainer's exit() runs this first, before the handlers the parent registered
+        // (sanitizers, libFuzzer), which are not the child's to run.
+        atexit([] { _exit(99); });
+        char e[256] = "";
+        char *m = nullptr;
+        size_t n = 0;
+        int rc = guarded(e, "training the tokenizer", -1,
+                         [&] { return train_here(it, o, &m, &n, e); });
+        const unsigned char status = rc == 0 ? 0 : 1;
+        const uint64_t len = rc == 0 ? n : strlen(e);
+        bool ok = write_all(out[1], &status, 1) && write_all(out[1], &len, sizeof len) &&
+                  write_all(out[1], rc == 0 ? m : e, len);
+        _exit(ok ? 0 : 98);
+    }
+    close(out[1]);
+    close(log[1]);
+    std::string data, text;
+    struct pollfd fds[2] = {{out[0], POLLIN, 0}, {log[0], POLLIN, 0}};
+    int open_fds = 2;
+    char buf[65536];
+    while (open_fds > 0) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (auto &f : fds) {
+            if (f.fd < 0 || !(f.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t k = read(f.fd, buf, sizeof buf);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) {
+                close(f.fd);
+                f.fd = -1;
+                open_fds--;
+                continue;
+            }
+            std::string &to = f.fd == out[0] ? data : text;
+            if (&to == &data || text.size() < 65536) to.append(buf, static_cast<size_t>(k));
+        }
+    }
+    for (auto &f : fds)
+        if (f.fd >= 0) close(f.fd);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    uint64_t len = 0;
+    if (data.size() >= 1 + sizeof len) memcpy(&len, data.data() + 1, sizeof len);
+    if (data.size() < 1 + sizeof len || data.size() - 1 - sizeof len != len) {
+        std::string why = last_words(text);
+        if (WIFSIGNALED(st))
+            set_err(err, "training the tokenizer: libsentencepiece's trainer died (signal %d)%s%s",
+                    WTERMSIG(st), why.empty() ? "" : ": ", why.c_str());
+        else
+            set_err(err, "training the tokenizer: libsentencepiece's trainer stopped%s%s "
+                    "(are there captions with characters to learn?)",
+                    why.empty() ? "" : ": ", why.c_str());
+        return -1;
+    }
+    const char *payload = data.data() + 1 + sizeof len;
+    if (data[0] != 0) {
+        set_err(err, "%.*s", static_cast<int>(len < 255 ? len : 255), payload);
+        return -1;
+    }
+    char *m = static_cast<char *>(malloc(len ? len : 1));
+    if (!m) {
+        set_err(err, "training the tokenizer: out of memory");
+        return -1;
+    }
+    memcpy(m, payload, len);
+    *model = m;
+    *model_len = len;
     return 0;
 }
 
