@@ -43,6 +43,8 @@ static const char *const generate_usage =
     "  --top-k K            sample from the K most likely tokens, 0 = all (default 64)\n"
     "  --top-p P            nucleus sampling, (0, 1], 1 = off (default 1)\n"
     "  --guidance G         classifier-free guidance scale 0..100, 1 = none (default 3)\n"
+    "                       These four default to the model's own where its file\n"
+    "                       recommends them (sample.* keys: dalle-c info MODEL)\n"
     "  --candidates M       draw M samples per image and keep the one the model's scorer\n"
     "                       ranks best (needs a model with a scorer: docs/RERANK.md;\n"
     "                       N x M at most 64). Candidate j of image i uses seed S + j*N + i,\n"
@@ -66,6 +68,8 @@ typedef struct {
     char *from_init;          /* owned */
     dalle_params_t p;
     int have_n, have_seed, have_init_rows, have_candidates;
+    /* sampling settings given, or read from --from; the others are the model's */
+    int have_temperature, have_top_k, have_top_p, have_guidance;
     int image;                /* --from: 0 = all, k = image k of the batch, -1 = the grid */
     int quiet;
 } gen_opts_t;
@@ -82,7 +86,7 @@ static void on_sigint(int sig)
 
 /* Settings from a PNG's chunks, for those not given on the command line. 0, or 1 (a
  * runtime failure: the file) after printing why. */
-static int read_from(gen_opts_t *o, int have_t, int have_k, int have_p, int have_g)
+static int read_from(gen_opts_t *o)
 {
     img_text_t *text = NULL;
     int n = 0;
@@ -122,19 +126,21 @@ static int read_from(gen_opts_t *o, int have_t, int have_k, int have_p, int have
             o->image = o->p.n_images > 1 ? (int)x : 0;
         }
     }
-#define FLOAT_KEY(have, key, field)                                  \
-    if (!have && (v = img_text_get(text, n, key))) {                 \
+#define FLOAT_KEY(key, field)                                        \
+    if (!o->have_##field && (v = img_text_get(text, n, key))) {      \
         o->p.field = strtof(v, &end);                                \
+        o->have_##field = 1;                                         \
         if (*end || end == v) bad = key;                             \
     }
-    FLOAT_KEY(have_t, "dalle-c:temperature", temperature)
-    FLOAT_KEY(have_p, "dalle-c:top-p", top_p)
-    FLOAT_KEY(have_g, "dalle-c:guidance", guidance)
+    FLOAT_KEY("dalle-c:temperature", temperature)
+    FLOAT_KEY("dalle-c:top-p", top_p)
+    FLOAT_KEY("dalle-c:guidance", guidance)
 #undef FLOAT_KEY
-    if (!have_k && (v = img_text_get(text, n, "dalle-c:top-k"))) {
+    if (!o->have_top_k && (v = img_text_get(text, n, "dalle-c:top-k"))) {
         long x = strtol(v, &end, 10);
         if (*end || end == v || x < 0 || x > INT_MAX) bad = "dalle-c:top-k";
         o->p.top_k = (int)x;
+        o->have_top_k = 1;
     }
     if (!o->have_candidates && (v = img_text_get(text, n, "dalle-c:candidates"))) {
         long x = strtol(v, &end, 10);
@@ -171,7 +177,7 @@ static int parse(gen_opts_t *o, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
     o->p = dalle_params_default();
-    int have_t = 0, have_k = 0, have_p = 0, have_g = 0, opts_done = 0;
+    int opts_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (opts_done || a[0] != '-' || a[1] == 0) {
@@ -221,20 +227,20 @@ static int parse(gen_opts_t *o, int argc, char **argv)
             o->have_seed = 1;
         } else if (strcmp(a, "--temperature") == 0) {
             if (arg_float(CMD, a, v, 0, 100, &o->p.temperature)) return 2;
-            have_t = 1;
+            o->have_temperature = 1;
         } else if (strcmp(a, "--top-k") == 0) {
             if (arg_int(CMD, a, v, 0, 1 << 24, &o->p.top_k)) return 2;
-            have_k = 1;
+            o->have_top_k = 1;
         } else if (strcmp(a, "--top-p") == 0) {
             if (arg_float(CMD, a, v, 0, 1, &o->p.top_p)) return 2;
             if (!(o->p.top_p > 0)) {
                 fprintf(stderr, CMD ": --top-p wants a number above 0 and at most 1, got '%s'\n", v);
                 return 2;
             }
-            have_p = 1;
+            o->have_top_p = 1;
         } else if (strcmp(a, "--guidance") == 0) {
             if (arg_float(CMD, a, v, 0, 100, &o->p.guidance)) return 2;
-            have_g = 1;
+            o->have_guidance = 1;
         } else if (strcmp(a, "--init-rows") == 0) {
             /* the upper bound is the model's grid, checked once it is loaded */
             if (arg_int(CMD, a, v, 1, 4096, &o->p.init_rows)) return 2;
@@ -262,7 +268,7 @@ static int parse(gen_opts_t *o, int argc, char **argv)
         fprintf(stderr, CMD ": --init-rows needs --init-image\n");
         return 2;
     }
-    if (o->from && read_from(o, have_t, have_k, have_p, have_g)) return 1;
+    if (o->from && read_from(o)) return 1;
     if (o->p.n_images * o->p.candidates > DALLE_MAX_IMAGES) {
         fprintf(stderr, CMD ": -n %d with --candidates %d is %d samples; at most %d\n",
                 o->p.n_images, o->p.candidates, o->p.n_images * o->p.candidates, DALLE_MAX_IMAGES);
@@ -277,6 +283,17 @@ static int parse(gen_opts_t *o, int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------- the model */
+
+/* The sampling settings neither given nor read from --from: those the model recommends
+ * (its sample.* keys, else the built-in defaults parse started from). */
+static void take_model_settings(gen_opts_t *o, const dalle_model_t *m)
+{
+    const dalle_params_t rec = dalle_model_params(m);
+    if (!o->have_temperature) o->p.temperature = rec.temperature;
+    if (!o->have_top_k) o->p.top_k = rec.top_k;
+    if (!o->have_top_p) o->p.top_p = rec.top_p;
+    if (!o->have_guidance) o->p.guidance = rec.guidance;
+}
 
 static int file_exists(const char *path)
 {
@@ -652,6 +669,7 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, CMD ": %s\n", err);
         goto done;
     }
+    take_model_settings(&o, model);
     dalle_model_info_t info;
     dalle_model_info(model, &info);
     dalle_image_t init_im = {init.w, init.h, init.rgb};

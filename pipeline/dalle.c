@@ -6,6 +6,7 @@
 #include "pipeline/dalle.h"
 
 #include "data/data.h"
+#include "pipeline/model_file.h"
 #include "dvae/dvae.h"
 #include "nn/nn.h"
 #include "rerank/rerank.h"
@@ -27,6 +28,7 @@ struct dalle_model {
     gpt_t *gpt;
     dvae_t *dvae;      /* parameters only (batch 1); contexts copy them */
     rerank_t *scorer;  /* NULL: none in the file; else parameters only, copied as the dVAE */
+    dalle_params_t recommended;  /* defaults with the file's sample.* keys */
     int S, G, T;
 };
 
@@ -125,6 +127,9 @@ static int load_parts(dalle_model_t *m, wf_reader_t *r, const char *path, char *
                                 rerank_read_tensors(m->scorer, r, e) ||
                                 rerank_check_tokenizer(&rc, m->tok, path, e))))
         return fail(err, DALLE_EMODEL, "%s (the scorer)", e);
+    m->recommended = dalle_params_default();
+    if (mf_sample_read(wf_reader_config(r), &m->recommended, path, e))
+        return fail(err, DALLE_EMODEL, "%s", e);
     m->S = dc.image_size;
     m->G = G;
     m->T = gc.text_len;
@@ -192,7 +197,14 @@ void dalle_model_info(const dalle_model_t *m, dalle_model_info_t *info)
         .image_size = m->S, .grid = m->G, .text_len = m->T, .text_vocab = gc->text_vocab,
         .image_vocab = gc->image_vocab, .n_layer = gc->n_layer, .n_head = gc->n_head,
         .n_embd = gc->n_embd, .n_params = gpt_num_params(gc), .has_scorer = m->scorer != NULL,
+        .sample = {m->recommended.temperature, m->recommended.top_k, m->recommended.top_p,
+                   m->recommended.guidance},
     };
+}
+
+dalle_params_t dalle_model_params(const dalle_model_t *m)
+{
+    return m ? m->recommended : dalle_params_default();
 }
 
 const char *dalle_model_name(const dalle_model_t *m) { return m->name; }

@@ -90,6 +90,14 @@ typedef struct {
     size_t n_params;  /* transformer parameters */
     int has_scorer;   /* 1: the file holds a scorer (its rerank part): params.candidates > 1
                        * ranks samples, and results carry scores */
+    /* The sampling settings the model recommends: its file's sample.* config keys
+     * (docs/MODEL.md), dalle_params_default()'s for the keys it lacks. */
+    struct {
+        float temperature;
+        int top_k;
+        float top_p;
+        float guidance;
+    } sample;
 } dalle_model_info_t;
 
 void dalle_model_info(const dalle_model_t *m, dalle_model_info_t *info);
@@ -125,7 +133,11 @@ typedef struct {
 
 #define DALLE_MAX_IMAGES 64
 
+/* The built-in defaults, the same for every model (values in brackets above). */
 dalle_params_t dalle_params_default(void);
+/* dalle_params_default() with m's recommended temperature, top_k, top_p and guidance
+ * (info.sample): what to start from to draw from m as its maker meant. */
+dalle_params_t dalle_model_params(const dalle_model_t *m);
 /* 0, or DALLE_EINVAL with the first setting out of range named in err. Grid-dependent
  * limits (init_rows <= G) are checked by dalle_generate. */
 int dalle_params_check(const dalle_params_t *p, char err[DALLE_ERR_SIZE]);

@@ -2,7 +2,11 @@
  * tensors (pipeline/model_file.h, docs/MODEL.md). */
 #include "pipeline/model_file.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int mf_writer_open(wf_writer_t **out, const char *path, const dvae_t *dv, const tok_t *tok,
@@ -95,4 +99,97 @@ fail:
     if (tok) *tok = NULL;
     if (gpt) *gpt = NULL;
     return -1;
+}
+
+/* ---------------------------------------------------------------- sampling defaults */
+
+typedef struct {
+    const char *name;       /* after "sample." */
+    double lo, hi;
+    int open_lo;            /* lo itself is out (top_p) */
+    int whole;              /* an integer key (top_k) */
+    size_t offset;          /* of the field in dalle_params_t */
+    const char *range;      /* as messages print it */
+} sample_key_t;
+
+static const sample_key_t sample_keys[] = {
+    {"temperature", 0, 100, 0, 0, offsetof(dalle_params_t, temperature), "[0, 100]"},
+    {"top_k", 0, 1 << 24, 0, 1, offsetof(dalle_params_t, top_k), "0..16777216"},
+    {"top_p", 0, 1, 1, 0, offsetof(dalle_params_t, top_p), "(0, 1]"},
+    {"guidance", 0, 100, 0, 0, offsetof(dalle_params_t, guidance), "[0, 100]"},
+};
+#define N_SAMPLE_KEYS (sizeof sample_keys / sizeof *sample_keys)
+
+/* As the command line checks an option: the number in range, and for an open lower
+ * bound its float too (1e-50 is above 0 but rounds to 0). */
+static int sample_in_range(const sample_key_t *k, double v)
+{
+    return v <= k->hi && (k->open_lo ? v > k->lo && (float)v > (float)k->lo : v >= k->lo);
+}
+
+static void sample_store(const sample_key_t *k, dalle_params_t *p, double v)
+{
+    char *field = (char *)p + k->offset;
+    if (k->whole) *(int *)field = (int)v;
+    else *(float *)field = (float)v;
+}
+
+int mf_sample_read(const wf_config_t *cfg, dalle_params_t *p, const char *path, char err[256])
+{
+    for (size_t i = 0; i < N_SAMPLE_KEYS; i++) {
+        const sample_key_t *k = &sample_keys[i];
+        char key[64];
+        snprintf(key, sizeof key, MF_SAMPLE_PREFIX "%s", k->name);
+        double v;
+        int64_t whole = 0;
+        int st = k->whole ? wf_config_get_int(cfg, key, &whole) : wf_config_get_float(cfg, key, &v);
+        if (st == WF_ENOTFOUND) continue;
+        if (st) {
+            snprintf(err, 256, "%.150s: config \"%s\" is not %s", path, key,
+                     k->whole ? "a whole number" : "a number");
+            return -1;
+        }
+        if (k->whole) v = (double)whole;
+        if (!sample_in_range(k, v)) {
+            snprintf(err, 256, "%.150s: config \"%s\" = %g is not in %s", path, key, v, k->range);
+            return -1;
+        }
+        sample_store(k, p, v);
+    }
+    return 0;
+}
+
+int mf_sample_set(wf_config_t *cfg, const char *assignment, char err[256])
+{
+    const char *eq = strchr(assignment, '=');
+    const size_t len = eq ? (size_t)(eq - assignment) : strlen(assignment);
+    const sample_key_t *k = NULL;
+    for (size_t i = 0; i < N_SAMPLE_KEYS && !k; i++)
+        if (strlen(sample_keys[i].name) == len && strncmp(assignment, sample_keys[i].name, len) == 0)
+            k = &sample_keys[i];
+    if (!k) {
+        snprintf(err, 256, "unknown sampling setting '%.*s' (" MF_SAMPLE_NAMES ")",
+                 (int)(len < 40 ? len : 40), assignment);
+        return -1;
+    }
+    if (!eq) {
+        snprintf(err, 256, "'%s' needs a value (%s=VALUE)", k->name, k->name);
+        return -1;
+    }
+    const char *text = eq + 1;
+    char *end;
+    errno = 0;
+    double v = k->whole ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || !sample_in_range(k, v)) {
+        snprintf(err, 256, "%s wants %s in %s, got '%.40s'", k->name,
+                 k->whole ? "a whole number" : "a number", k->range, text);
+        return -1;
+    }
+    char key[64];
+    snprintf(key, sizeof key, MF_SAMPLE_PREFIX "%s", k->name);
+    if (k->whole ? wf_config_set_int(cfg, key, (int64_t)v) : wf_config_set_float(cfg, key, v)) {
+        snprintf(err, 256, "out of memory");
+        return -1;
+    }
+    return 0;
 }

@@ -14,6 +14,7 @@
 #define DALLEC_MODEL_FILE_H
 
 #include "dvae/dvae.h"
+#include "pipeline/dalle.h"
 #include "tokenizer/tokenizer.h"
 #include "transformer/transformer.h"
 #include "weights/weights.h"
@@ -42,5 +43,20 @@ int mf_load(const char *path, dvae_t **dv, int dvae_batch, tok_t **tok, gpt_t **
 /* The agreement check alone (NULL parts are skipped). */
 int mf_check_parts(const char *path, const dvae_t *dv, const tok_t *tok, const gpt_t *gpt,
                    char err[256]);
+
+/* Sampling settings a model recommends (docs/MODEL.md): optional config keys
+ * sample.temperature [0, 100], sample.top_k (a whole number, 0..2^24), sample.top_p (0, 1]
+ * and sample.guidance [0, 100], the ranges the command line takes. dalle_model_load reads
+ * them, dalle-c convert --sample writes them. */
+#define MF_SAMPLE_PREFIX "sample."
+#define MF_SAMPLE_NAMES "temperature, top_k, top_p or guidance"
+
+/* The sample.* keys of cfg into p's temperature, top_k, top_p and guidance; a field whose
+ * key is absent keeps its value, other sample.* keys are left to newer readers. 0, or -1
+ * with err: 'PATH: config "sample.top_p" = 1.5 is not in (0, 1]', or the wrong type. */
+int mf_sample_read(const wf_config_t *cfg, dalle_params_t *p, const char *path, char err[256]);
+/* Checks "NAME=VALUE" (NAME one of MF_SAMPLE_NAMES) as mf_sample_read would and sets
+ * sample.NAME in cfg. 0, or -1 with err naming what is wrong. */
+int mf_sample_set(wf_config_t *cfg, const char *assignment, char err[256]);
 
 #endif

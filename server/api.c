@@ -132,8 +132,10 @@ static int get_float(const json_t *v, const char *key, double lo, double hi, int
 {
     if (!json_is_number(v))
         return api_fail(e, 400, key, "'%s' must be a number, not %s", key, type_name(v));
-    double d = json_number_value(v);
-    if (!(d <= hi && (open_lo ? d > lo : d >= lo)))
+    const double d = json_number_value(v);
+    /* in range as a double first (so the conversion is defined), then as the float that
+     * is used: 1e-60 is above 0, but not once it is a float */
+    if (!(d >= lo && d <= hi) || (open_lo && !((float)d > lo)))
         return api_fail(e, 400, key, "'%s' must be %s %g and at most %g, got %g", key,
                         open_lo ? "above" : "at least", lo, hi, d);
     *out = (float)d;
@@ -245,7 +247,7 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
                          api_error_t *e)
 {
     memset(out, 0, sizeof *out);
-    out->params = dalle_params_default();
+    out->params = dalle_model_params(s->model); /* fields not given: the model's settings */
     out->params.threads = s->opt.threads;
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -275,6 +277,21 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
 
 /* ---------------------------------------------------------------- responses */
 
+/* What a request gets for the sampling fields it leaves out: the model's recommended
+ * settings (dalle_model_params). */
+static json_t *defaults_object(const dalle_model_info_t *in)
+{
+    json_t *d = json_object();
+    if (put(d, "temperature", json_real(in->sample.temperature)) ||
+        put(d, "top_k", json_integer(in->sample.top_k)) ||
+        put(d, "top_p", json_real(in->sample.top_p)) ||
+        put(d, "guidance", json_real(in->sample.guidance))) {
+        json_decref(d);
+        return NULL;
+    }
+    return d;
+}
+
 static json_t *model_object(const server_t *s)
 {
     json_t *m = json_object();
@@ -288,6 +305,7 @@ static json_t *model_object(const server_t *s)
               put(m, "parameters", json_integer((json_int_t)in->n_params)) ||
               put(m, "max_images", json_integer(SERVER_MAX_IMAGES)) ||
               put(m, "scorer", json_boolean(in->has_scorer)) ||
+              put(m, "defaults", defaults_object(in)) ||
               put(m, "version", json_string(dalle_version()));
     if (bad) {
         json_decref(m);

@@ -28,8 +28,9 @@ static const char *const gt_captions[] = {
     "a small green diamond at the top on a gray background",
 };
 
-/* Writes the model to path; 0 or -1 (a failure is counted). */
-static int gt_write_model(const char *path, uint64_t seed)
+/* Writes the model to path with extra's config keys added (extra may be NULL); 0 or -1
+ * (a failure is counted). */
+static int gt_write_model_with(const char *path, uint64_t seed, const wf_config_t *extra)
 {
     char err[256];
     tok_train_config_t tc = tok_train_config_default();
@@ -77,7 +78,10 @@ static int gt_write_model(const char *path, uint64_t seed)
         for (size_t i = 0; h && i < h->numel; i++) h->param[i] *= 50.0f;
         size_t ntok = 0;
         const void *tb = tok_model_bytes(tok, &ntok);
-        ok = check(dvae_config_store(&dc, cfg) == 0 && gpt_config_store(&gc, cfg) == 0,
+        for (int i = 0; ok && extra && i < wf_config_count(extra); i++)
+            ok = check(wf_config_copy_entry(cfg, extra, i) == 0, "extra config");
+        ok = ok &&
+             check(dvae_config_store(&dc, cfg) == 0 && gpt_config_store(&gc, cfg) == 0,
                    "config_store") &&
              check(wf_writer_open(&w, path, cfg, 0, err) == 0, "writer: %s", err) &&
              check(wf_writer_add_blob(w, TOK_BLOB_NAME, tb, ntok, err) == 0, "blob: %s", err) &&
@@ -94,6 +98,11 @@ static int gt_write_model(const char *path, uint64_t seed)
     gpt_free(gpt);
     tok_free(tok);
     return ok ? 0 : -1;
+}
+
+static int gt_write_model(const char *path, uint64_t seed)
+{
+    return gt_write_model_with(path, seed, NULL);
 }
 
 static unsigned char *gt_read_file(const char *path, size_t *n)

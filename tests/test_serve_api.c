@@ -2,8 +2,10 @@
  * PNGs are the command line's files for the same seed and settings, byte for byte and
  * pixel for pixel, settings chunks included; the streaming variant sends partial images
  * with a rising progress figure, then the same PNGs; a request without a seed gets one
- * JavaScript can hold exactly; GET /v1/models, the page and its files; SIGTERM stops the
- * server with exit status 0. */
+ * JavaScript can hold exactly; GET /v1/models, the page and its files; on a model
+ * recommending its own sampling settings (convert --sample), /v1/models shows them and
+ * requests that leave the settings out get the command line's images for them; SIGTERM
+ * stops the server with exit status 0. */
 #include "data/data.h"
 #include "tests/serve_testlib.h"
 
@@ -36,11 +38,12 @@ static unsigned char *png_of(json_t *item, size_t *n)
     return png;
 }
 
-/* png equals the file the command line wrote for image k, bytes and pixels. */
-static void same_as_cli(const unsigned char *png, size_t n, int k, const char *what)
+/* png equals the file the command line wrote for image k (BASE-k.png), bytes and pixels. */
+static void same_as_cli(const unsigned char *png, size_t n, const char *base, int k,
+                        const char *what)
 {
     char path[700];
-    snprintf(path, sizeof path, "%s/cli-%d.png", test_tmpdir(), k);
+    snprintf(path, sizeof path, "%s/%s-%d.png", test_tmpdir(), base, k);
     size_t cn = 0;
     unsigned char *cli = gt_read_file(path, &cn);
     if (!check(cli != NULL, "no %s", path)) return;
@@ -104,7 +107,7 @@ static void test_generation(const st_server_t *s)
                   "data[%d] seed and index", i);
             size_t n = 0;
             unsigned char *png = png_of(item, &n);
-            if (png) same_as_cli(png, n, i + 1, "POST");
+            if (png) same_as_cli(png, n, "cli", i + 1, "POST");
             if (png && i == 0) check_seed_chunk(png, n, "1234");
             free(png);
         }
@@ -139,7 +142,7 @@ static void test_generation(const st_server_t *s)
             check(i == completed && progress == 1.0, "completed image %d in order", i);
             size_t n = 0;
             unsigned char *png = png_of(ev, &n);
-            if (png) same_as_cli(png, n, i + 1, "stream");
+            if (png) same_as_cli(png, n, "cli", i + 1, "stream");
             free(png);
             completed++;
         } else {
@@ -176,6 +179,74 @@ static void test_random_seed(const st_server_t *s)
     printf("  no seed: drew %s, stored in the PNG\n", want);
 }
 
+/* /v1/models' "defaults": the sampling settings of requests that leave them out. */
+static void check_defaults(const st_server_t *s, float t, int k, float p, float g)
+{
+    st_reply_t r = {0};
+    st_request(s, "GET", "/v1/models", NULL, 0, NULL, 0, &r);
+    json_t *v = st_json(&r);
+    json_t *d = json_object_get(json_array_get(json_object_get(v, "data"), 0), "defaults");
+    check(r.status == 200 && json_is_object(d) &&
+              (float)json_number_value(json_object_get(d, "temperature")) == t &&
+              json_is_integer(json_object_get(d, "top_k")) &&
+              json_integer_value(json_object_get(d, "top_k")) == k &&
+              (float)json_number_value(json_object_get(d, "top_p")) == p &&
+              (float)json_number_value(json_object_get(d, "guidance")) == g,
+          "GET /v1/models: defaults want %g %d %g %g: %.400s", t, k, p, g, r.body);
+    json_decref(v);
+    st_reply_free(&r);
+}
+
+/* A POST of body (n 2) whose PNGs are the command line's BASE-1.png and BASE-2.png. */
+static void post_same_as_cli(const st_server_t *s, const char *body, const char *base)
+{
+    st_reply_t r = {0};
+    st_post(s, body, &r);
+    check(r.status == 200, "POST %s: status %ld: %.300s", body, r.status, r.body);
+    json_t *v = st_json(&r), *data = json_object_get(v, "data");
+    check(json_array_size(data) == 2, "data holds %zu images", json_array_size(data));
+    for (size_t i = 0; i < json_array_size(data); i++) {
+        size_t n = 0;
+        unsigned char *png = png_of(json_array_get(data, i), &n);
+        if (png) same_as_cli(png, n, base, (int)i + 1, body);
+        free(png);
+    }
+    json_decref(v);
+    st_reply_free(&r);
+}
+
+static void test_model_settings(void)
+{
+    char rec[700], *out = NULL;
+    snprintf(rec, sizeof rec, "%s/rec", test_tmpdir());
+    mkdir(rec, 0777);
+    snprintf(rec, sizeof rec, "%s/rec/model.dalle", test_tmpdir()); /* named as the model */
+    int rc = test_runf(&out, "%s convert %s -o %s --sample temperature=0.5,top_k=5,top_p=0.9,"
+                       "guidance=1.5", getenv("DALLEC_BIN"), model, rec);
+    check(rc == 0, "convert --sample: %d %s", rc, out);
+    free(out);
+    /* the plain model with the settings as options; then guidance given, the rest not */
+    static const char *const runs[][2] = {
+        {"rec-cli", "--temperature 0.5 --top-k 5 --top-p 0.9 --guidance 1.5"},
+        {"rec-g3-cli", "--temperature 0.5 --top-k 5 --top-p 0.9 --guidance 3"},
+    };
+    for (int i = 0; i < 2; i++) {
+        rc = test_runf(&out, "\"%s\" \"" PROMPT "\" -m \"%s\" -n 2 --seed 77 %s -q -o \"%s/%s.png\"",
+                       getenv("DALLEC_BIN"), model, runs[i][1], test_tmpdir(), runs[i][0]);
+        check(rc == 0, "the command line failed (%d): %s", rc, out);
+        free(out);
+    }
+    st_server_t s;
+    if (st_start(&s, rec, NULL, NULL)) return;
+    check_defaults(&s, 0.5f, 5, 0.9f, 1.5f);
+    post_same_as_cli(&s, "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"seed\": 77}", "rec-cli");
+    post_same_as_cli(&s, "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"seed\": 77, \"guidance\": 3}",
+                     "rec-g3-cli");
+    check(st_stop(&s, SIGTERM) == 0, "SIGTERM");
+    printf("  a model recommending its settings: /v1/models shows them; requests without "
+           "them get the command line's PNGs for them\n");
+}
+
 static void test_models_and_page(const st_server_t *s)
 {
     st_reply_t r = {0};
@@ -189,6 +260,7 @@ static void test_models_and_page(const st_server_t *s)
           "GET /v1/models: %ld %.300s", r.status, r.body);
     json_decref(v);
     st_reply_free(&r);
+    check_defaults(s, 1.0f, 64, 1.0f, 3.0f);
     st_request(s, "GET", "/v1/models/model.dalle", NULL, 0, NULL, 0, &r);
     check(r.status == 200 && strstr(r.body, "\"grid\":4"), "GET /v1/models/model.dalle: %ld",
           r.status);
@@ -226,6 +298,7 @@ int main(void)
         check(st_log_has(&s, "dalle-c serve: stopped"), "the log says it stopped");
         printf("  SIGTERM: exit status %d\n", rc);
     }
+    test_model_settings();
     curl_global_cleanup();
     return test_summary("test_serve_api");
 }

@@ -44,6 +44,7 @@ static const bad_request_t table[] = {
     {"temperature negative", "POST", GEN, "{\"prompt\": \"a\", \"temperature\": -1}", 400, "temperature"},
     {"temperature a word", "POST", GEN, "{\"prompt\": \"a\", \"temperature\": \"hot\"}", 400, "temperature"},
     {"top_p zero", "POST", GEN, "{\"prompt\": \"a\", \"top_p\": 0}", 400, "top_p"},
+    {"top_p zero as a float", "POST", GEN, "{\"prompt\": \"a\", \"top_p\": 1e-60}", 400, "top_p"},
     {"top_p above 1", "POST", GEN, "{\"prompt\": \"a\", \"top_p\": 1.5}", 400, "top_p"},
     {"top_k negative", "POST", GEN, "{\"prompt\": \"a\", \"top_k\": -1}", 400, "top_k"},
     {"guidance too big", "POST", GEN, "{\"prompt\": \"a\", \"guidance\": 101}", 400, "guidance"},

@@ -47,6 +47,7 @@ async function loadModel() {
     page.model = m;
     $("model").textContent = `${m.id} · ${m.size} images drawn in ${m.grid} rows`;
     $("n").max = m.max_images;
+    startAtModelDefaults(m.defaults || {});
     if (!m.scorer) {
       const c = $("candidates");
       c.value = 1;
@@ -56,6 +57,25 @@ async function loadModel() {
     }
   } catch (err) {
     $("model").textContent = "cannot reach the server";
+  }
+}
+
+// The shortest decimal of a float32 the server sent as a double (0.95, not 0.949999988).
+function shortFloat(x) {
+  for (let digits = 1; digits < 9; digits++) {
+    const y = Number(x.toPrecision(digits));
+    if (Math.fround(y) === Math.fround(x)) return y;
+  }
+  return x;
+}
+
+// The sampling controls start at the settings the model recommends (the server uses them
+// for fields a request leaves out); a control the user already changed keeps its value.
+function startAtModelDefaults(defaults) {
+  for (const id of ["temperature", "top_k", "top_p", "guidance"]) {
+    const input = $(id);
+    if (typeof defaults[id] === "number" && input.value === input.defaultValue)
+      input.value = String(shortFloat(defaults[id]));
   }
 }
 
@@ -167,12 +187,14 @@ function showFinished(fig, prompt, image) {
 async function generate(event) {
   event.preventDefault();
   if (page.running) return;
-  const body = requestBody();
-  if (!body) return;
   if (!$("keyrow").hidden) {
     page.key = $("key").value.trim();
     sessionStorage.setItem("dallec.key", page.key);
   }
+  // behind a key the model (and its recommended settings) comes once the key is in
+  if (!page.model) await loadModel();
+  const body = requestBody();
+  if (!body) return;
   const job = { prompt: body.prompt, settings: Object.assign({}, body), seed: null, images: [] };
   delete job.settings.prompt;
   delete job.settings.stream;
