@@ -103,7 +103,9 @@ if [ -s shapes/holdout_prompts.txt ]; then
     generate shapes/holdout_prompts.txt gen-heldout
     "$bin" eval shapes gen-heldout > eval-heldout.txt || true
 fi
-stamp "done"
+# what weights/shapes.dalle is: f16, with the settings GEN_OPTS defaults to as its own
+"$bin" convert shapes.dalle -o shapes-ship.dalle --dtype f16 --sample temperature=0.5,guidance=1.5
+stamp "done (copy shapes-ship.dalle to weights/shapes.dalle to ship it)"
 echo "validation:      $(tail -n1 eval-val.txt)"
 echo "in-distribution: $(tail -n1 eval-in.txt)"
 [ -f eval-heldout.txt ] && echo "held-out:        $(tail -n1 eval-heldout.txt)"
