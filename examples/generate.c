@@ -43,12 +43,12 @@ int main(int argc, char **argv)
     dalle_ctx_t *ctx = NULL;
     dalle_result_t res = {0};
 
-    dalle_params_t params = dalle_params_default(); /* 1 image, random seed, top-k 64, ... */
-    params.n_images = argc > 3 ? atoi(argv[3]) : 1;
-
     int st = dalle_model_load(&model, argv[1], err);
     if (st == DALLE_OK) st = dalle_ctx_create(&ctx, model, err);
     if (st == DALLE_OK) {
+        /* 1 image, a random seed and the sampling settings the model recommends */
+        dalle_params_t params = dalle_model_params(model);
+        params.n_images = argc > 3 ? atoi(argv[3]) : 1;
         signal(SIGINT, on_sigint);
         st = dalle_generate(ctx, prompt, &params, on_row, NULL, &res, err);
         signal(SIGINT, SIG_DFL);
