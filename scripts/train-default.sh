@@ -1,7 +1,9 @@
 #!/bin/sh
 # The shipped default model (weights/default.dalle; weights/MODELS.md): the emoji art
 # set -> the rerank scorer (which also trains the tokenizer on the captions) -> dVAE ->
-# transformer -> default.dalle with the scorer in it, then the nearest-neighbour
+# transformer in two stages (all images, then fine-tuned with --init on the emoji without
+# their skin-tone variants, which are half of the set and differ from their base emoji
+# only in a hue) -> default.dalle with the scorer in it, then the nearest-neighbour
 # measure (scripts/eval-emoji.sh) without and with reranking. Resumable: a stage whose output
 # exists is skipped, an interrupted training resumes from its checkpoint, so the script
 # can be stopped (Ctrl-C) and run again, in another session too.
@@ -9,19 +11,22 @@
 #   scripts/train-default.sh WORKDIR
 #
 # Writes into WORKDIR: emoji/ (the images: the twitter, google and openmoji sets; the
-# facebook set's licence is unclear, data/LICENSES.md), emoji-scorer.dalle, emoji.dvae,
+# facebook set's licence is unclear, data/LICENSES.md), emoji-base/ (links to those
+# without skin tones), emoji-scorer.dalle, emoji.dvae, stage1.dalle and
 # transformer.dalle (with .ckpt, .tokens, .samples.png beside them), default.dalle (the
 # transformer's file with the scorer added), eval/ and eval-rerank/. Copy default.dalle
 # to weights/ to ship it.
 #
 # Environment (defaults in brackets):
-#   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]   GPT_STEPS [6000]
+#   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]
+#   STAGE1_STEPS [2400]   GPT_STEPS: the fine-tuning stage [6000]
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/train-default.sh WORKDIR}
 bin=${DALLEC:-$here/build/dalle-c}
 threads=${THREADS:-2}
 dvae_steps=${DVAE_STEPS:-3500}
+stage1_steps=${STAGE1_STEPS:-2400}
 gpt_steps=${GPT_STEPS:-6000}
 
 [ -x "$bin" ] || { echo "train-default: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
@@ -60,15 +65,40 @@ if [ ! -f emoji.dvae ]; then
     fi
 fi
 
-if [ ! -f transformer.dalle ]; then
-    stamp "train: $gpt_steps steps"
-    if [ -f transformer.dalle.ckpt ]; then
-        "$bin" train emoji -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
+if [ ! -f stage1.dalle ]; then
+    stamp "train, stage 1 (all images): $stage1_steps steps"
+    if [ -f stage1.dalle.ckpt ]; then
+        "$bin" train emoji -o stage1.dalle --resume stage1.dalle.ckpt -t "$threads"
     else
-        "$bin" train emoji --dvae emoji.dvae --tokenizer emoji-scorer.dalle -o transformer.dalle \
-            --text-len 24 --layers 6 --heads 8 --embd 256 --batch 32 --steps "$gpt_steps" \
-            --lr 1e-3 --lr-min 1e-4 --warmup 300 --eval-every 500 --samples-every 500 \
-            --checkpoint-every 200 -t "$threads"
+        "$bin" train emoji --dvae emoji.dvae --tokenizer emoji-scorer.dalle -o stage1.dalle \
+            --text-len 24 --layers 6 --heads 8 --embd 256 --batch 16 --steps "$stage1_steps" \
+            --lr 1e-3 --lr-min 1e-4 --warmup 300 --eval-every 300 --samples-every 300 \
+            --checkpoint-every 100 -t "$threads"
+    fi
+fi
+
+if [ ! -d emoji-base ]; then
+    for set in emoji/*/; do
+        set=$(basename "$set")
+        mkdir -p "emoji-base.partial/$set"
+        for txt in "emoji/$set"/*.txt; do
+            head -n1 "$txt" | grep -q 'skin tone' && continue
+            png=${txt%.txt}.png
+            [ -f "$png" ] || continue
+            ln -s "$work/$txt" "$work/$png" "emoji-base.partial/$set/"
+        done
+    done
+    mv emoji-base.partial emoji-base
+fi
+
+if [ ! -f transformer.dalle ]; then
+    stamp "train, stage 2 (fine-tuning on emoji-base): $gpt_steps steps"
+    if [ -f transformer.dalle.ckpt ]; then
+        "$bin" train emoji-base -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
+    else
+        "$bin" train emoji-base --init stage1.dalle -o transformer.dalle --batch 16 \
+            --steps "$gpt_steps" --lr 5e-4 --lr-min 5e-5 --warmup 50 --holdout 0.02 \
+            --eval-every 250 --samples-every 250 --checkpoint-every 100 -t "$threads"
     fi
 fi
 [ -f default.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default.dalle
