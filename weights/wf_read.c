@@ -234,6 +234,13 @@ static int parse_directory(wf_reader_t *r, const unsigned char *d, uint64_t size
                          kind_word(e), e->name);
             break;
         }
+        /* a zstd block of at least 4 bytes holds at most 128 KiB: a larger claim is damage,
+         * refused before any caller sizes a buffer by it */
+        if (e->raw_size / 32768 > e->stored_size) {
+            st = wf_fail(err, WF_ECORRUPT, r->path, "corrupt directory (%s \"%s\" claims more bytes "
+                         "than its frame can hold)", kind_word(e), e->name);
+            break;
+        }
         order[r->n] = e;
         r->n++;
         p += esize;
