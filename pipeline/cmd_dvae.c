@@ -188,6 +188,7 @@ int cmd_dvae(int argc, char **argv)
 
     /* with --resume the image size, split and batch come from the checkpoint */
     int size = cfg.image_size;
+    long resumed_step = 0, resumed_steps = 0; /* where the checkpoint's run stands */
     if (resume) {
         dvae_checkpoint_info_t info;
         if (dvae_checkpoint_info(resume, &info, err)) {
@@ -202,6 +203,8 @@ int cmd_dvae(int argc, char **argv)
         size = info.image_size;
         holdout = info.holdout;
         o.batch = info.batch;
+        resumed_step = info.step;
+        resumed_steps = info.steps;
     }
     ds_config_t dc = ds_config_default();
     dc.size = size;
@@ -226,7 +229,10 @@ int cmd_dvae(int argc, char **argv)
     ui_t ui;
     memset(&ui, 0, sizeof ui);
     ui.quiet = !root;
-    if (root) progress_start(&ui.bar, stderr, "dvae", resume ? 0 : o.steps);
+    if (root && resume)
+        progress_start_at(&ui.bar, stderr, "dvae", steps > 0 ? steps : resumed_steps, resumed_step);
+    else if (root)
+        progress_start(&ui.bar, stderr, "dvae", o.steps);
     stop_signals_t signals;
     stop_signals_install(&signals);
     int rc = dvae_train_dist(&cfg, &o, ds, out, resume, resume ? steps : 0, dist_comm(),

@@ -313,7 +313,7 @@ static int on_event(const rerank_event_t *e, void *ctx)
     if (ui->quiet) return stop_requested();
     switch (e->kind) {
     case RR_EV_START:
-        progress_start(&ui->bar, stderr, "rerank", e->steps);
+        progress_start_at(&ui->bar, stderr, "rerank", e->steps, e->step);
         ui->started = 1;
         if (e->step) progress_log(&ui->bar, "resuming at step %ld of %ld", e->step, e->steps);
         break;

@@ -112,7 +112,7 @@ static int on_event(const tg_event_t *e, void *ctx)
         }
         break;
     case TG_EV_START:
-        progress_start(&ui->bar, stderr, "train", e->steps);
+        progress_start_at(&ui->bar, stderr, "train", e->steps, e->step);
         ui->started = 1;
         if (e->step) progress_log(&ui->bar, "resuming at step %ld of %ld", e->step, e->steps);
         break;

@@ -28,7 +28,13 @@ void progress_format_duration(char *buf, size_t n, double s)
 
 void progress_start(progress_t *p, FILE *out, const char *label, long total)
 {
+    progress_start_at(p, out, label, total, 0);
+}
+
+void progress_start_at(progress_t *p, FILE *out, const char *label, long total, long done)
+{
     memset(p, 0, sizeof *p);
+    p->done = p->done_at_start = done > 0 ? done : 0;
     p->out = out;
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total > 0 ? total : 0;
@@ -40,7 +46,7 @@ void progress_start(progress_t *p, FILE *out, const char *label, long total)
 static void draw(progress_t *p, const char *status, int final)
 {
     double elapsed = now_s() - p->t_start;
-    double rate = elapsed > 0 ? (double)p->done / elapsed : 0;
+    double rate = elapsed > 0 ? (double)(p->done - p->done_at_start) / elapsed : 0;
     char eta[32] = "", took[32];
     progress_format_duration(took, sizeof took, elapsed);
     if (p->total && rate > 0 && !final)

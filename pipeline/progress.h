@@ -11,6 +11,7 @@ typedef struct {
     char label[48];
     long total;      /* 0: unknown, no bar or ETA */
     long done;
+    long done_at_start; /* units done before this run (a resumed training): not in the rate */
     int tty;
     double t_start, t_last;
     double log_every; /* seconds between log lines when not a terminal */
@@ -18,6 +19,8 @@ typedef struct {
 
 /* Starts a display on out (stderr normally); tty is detected from out. */
 void progress_start(progress_t *p, FILE *out, const char *label, long total);
+/* The same for a job resumed with done units behind it: rate and ETA count from there. */
+void progress_start_at(progress_t *p, FILE *out, const char *label, long total, long done);
 /* Reports done units and an optional short status text (e.g. "loss 0.123"). */
 void progress_update(progress_t *p, long done, const char *status);
 /* Final line with the total time. */
