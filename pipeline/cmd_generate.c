@@ -476,18 +476,20 @@ static void output_path(char *path, size_t n, const gen_opts_t *o, int N, int k)
     else snprintf(path, n, "%s-%d.png", base, k);
 }
 
-/* Writes a single prompt's batch: one image, or each image and a grid, or (from --from)
- * the one image or grid asked for. */
 /* "wrote PATH", with image k's score (0-based; -1: the grid) when the model has a scorer */
 static void print_wrote(const char *path, const dalle_result_t *r, int k)
 {
-    if (k >= 0 && r->scores)
+    if (k >= 0 && r->scores && r->params.candidates > 1)
         printf("wrote %s (score %.4f, candidate %d of %d)\n", path, (double)r->scores[k],
                r->candidate[k] + 1, r->params.candidates);
+    else if (k >= 0 && r->scores)
+        printf("wrote %s (score %.4f)\n", path, (double)r->scores[k]);
     else
         printf("wrote %s\n", path);
 }
 
+/* Writes a single prompt's batch: one image, or each image and a grid, or (from --from)
+ * the one image or grid asked for. */
 static int write_batch(const gen_opts_t *o, const char *model_name, const dalle_result_t *r)
 {
     char path[4200];
