@@ -12,9 +12,10 @@
 # Writes into WORKDIR (created): shapes/ (training set, with held-out combinations),
 # prompts/ (another seed's scenes: in-distribution test prompts), val/ (a third seed's:
 # the prompts the sampling settings were chosen on, GEN_OPTS), shapes.dvae,
-# shapes.dalle (the model) with .ckpt, .tokens and .samples.png beside it, gen-in/ and
-# gen-heldout/ (generated images with their prompts) and eval-*.txt (the evaluator's
-# reports). Steps already done are skipped when their output exists, so a stopped run
+# shapes.dalle (the model) with .ckpt, .tokens and .samples.png beside it,
+# shapes-scorer.dalle (the rerank scorer, docs/RERANK.md) and shapes+rr.dalle (the model
+# with it), gen-in/ and gen-heldout/ (generated images with their prompts; gen-*-rr/: the
+# best of 8 candidates) and eval-*.txt (the evaluator's reports). Steps already done are skipped when their output exists, so a stopped run
 # can be restarted; an interrupted training resumes from its checkpoint.
 #
 # Environment (defaults in brackets) to scale it, e.g. a smoke test in seconds:
@@ -23,6 +24,7 @@
 #   THREADS     [2]          SIZE  image side [32]        COUNT  training images [20000]
 #   HOLDOUT     held-out combinations ["green triangle,red star"]
 #   DVAE_STEPS  [8000]       GPT_STEPS [7000]             PROMPTS in-distribution prompts [100]
+#   SCORER_EPOCHS [15]       CANDIDATES reranked evaluation's candidates, 0: none [8]
 #   GEN_OPTS    generation options for the evaluation [--temperature 0.5 --guidance 1.5]:
 #               the best of temperature 0.3-1 and guidance 1-5 on val/'s prompts
 set -eu
@@ -35,6 +37,8 @@ count=${COUNT:-20000}
 holdout=${HOLDOUT:-green triangle,red star}
 dvae_steps=${DVAE_STEPS:-8000}
 gpt_steps=${GPT_STEPS:-7000}
+scorer_epochs=${SCORER_EPOCHS:-15}
+candidates=${CANDIDATES:-8}
 prompts=${PROMPTS:-100}
 gen_opts=${GEN_OPTS:---temperature 0.5 --guidance 1.5}
 
@@ -81,32 +85,50 @@ if [ ! -f shapes.dalle ]; then
             -t "$threads"
     fi
 fi
+# the scorer: the model's tokenizer and image size, so it can go into the model file
+if [ ! -f shapes+rr.dalle ]; then
+    stamp "rerank train: $scorer_epochs epochs"
+    if [ -f shapes-scorer.dalle.ckpt ]; then
+        "$bin" rerank train shapes -o shapes-scorer.dalle --resume shapes-scorer.dalle.ckpt -t "$threads"
+        "$bin" rerank add shapes.dalle shapes-scorer.dalle -o shapes+rr.dalle
+    else
+        "$bin" rerank train shapes -m shapes.dalle --into shapes+rr.dalle -o shapes-scorer.dalle \
+            --epochs "$scorer_epochs" --batch 128 --eval-every 300 --checkpoint-every 200 -t "$threads"
+    fi
+fi
 stamp "training done"
 "$bin" info shapes.dalle --no-verify | sed -n '1,/^parameters/d; /^tensors/q; p'
 
-generate() {  # generate PROMPTS_FILE OUT_DIR
-    rm -rf "$2"
+generate() {  # generate PROMPTS_FILE OUT_DIR [more options]
+    prompts_file=$1 out_dir=$2
+    shift 2
+    rm -rf "$out_dir"
     # shellcheck disable=SC2086
-    if ! "$bin" --prompts "$1" -o "$2" -m shapes.dalle --seed 1 -t "$threads" -q $gen_opts; then
+    if ! "$bin" --prompts "$prompts_file" -o "$out_dir" -m shapes+rr.dalle --seed 1 -t "$threads" -q \
+        $gen_opts "$@" > /dev/null; then
         echo "train-shapes: generation failed (is \`dalle-c --prompts\` built yet?)" >&2
         exit 1
     fi
 }
-stamp "generating $(wc -l < prompts-val.txt) validation prompts"
-generate prompts-val.txt gen-val
-"$bin" eval shapes gen-val > eval-val.txt || true
-stamp "generating $(wc -l < prompts-in.txt) in-distribution prompts"
-generate prompts-in.txt gen-in
-"$bin" eval shapes gen-in > eval-in.txt || true
-if [ -s shapes/holdout_prompts.txt ]; then
-    stamp "generating $(wc -l < shapes/holdout_prompts.txt) held-out prompts"
-    generate shapes/holdout_prompts.txt gen-heldout
-    "$bin" eval shapes gen-heldout > eval-heldout.txt || true
-fi
+evaluate() {  # evaluate NAME PROMPTS_FILE: eval-NAME.txt, and eval-NAME-rr.txt reranked
+    stamp "generating $(wc -l < "$2") prompts ($1)"
+    generate "$2" "gen-$1"
+    "$bin" eval shapes "gen-$1" > "eval-$1.txt" || true
+    [ "$candidates" -gt 1 ] || return 0
+    generate "$2" "gen-$1-rr" --candidates "$candidates"
+    "$bin" eval shapes "gen-$1-rr" > "eval-$1-rr.txt" || true
+}
+evaluate val prompts-val.txt
+evaluate in prompts-in.txt
+if [ -s shapes/holdout_prompts.txt ]; then evaluate heldout shapes/holdout_prompts.txt; fi
 # what weights/shapes.dalle is: f16, with the settings GEN_OPTS defaults to as its own
-"$bin" convert shapes.dalle -o shapes-ship.dalle --dtype f16 --sample temperature=0.5,guidance=1.5
+"$bin" convert shapes+rr.dalle -o shapes-ship.dalle --dtype f16 --sample temperature=0.5,guidance=1.5
 stamp "done (copy shapes-ship.dalle to weights/shapes.dalle to ship it)"
-echo "validation:      $(tail -n1 eval-val.txt)"
-echo "in-distribution: $(tail -n1 eval-in.txt)"
-[ -f eval-heldout.txt ] && echo "held-out:        $(tail -n1 eval-heldout.txt)"
+for name in val in heldout; do
+    [ -f "eval-$name.txt" ] || continue
+    echo "$name: $(tail -n1 "eval-$name.txt")"
+    if [ -f "eval-$name-rr.txt" ]; then
+        echo "$name, best of $candidates: $(tail -n1 "eval-$name-rr.txt")"
+    fi
+done
 echo "acceptance (issue 7): colour_shape_ok >= 0.80 on in-distribution prompts (issue 10: >= 0.50 held out)"
