@@ -6,7 +6,11 @@
  *
  * libjpeg only warns about damaged entropy-coded data and about a file that ends early
  * (it then fills the rest of the image with grey). A training image like that is
- * garbage, so those warnings are errors here. */
+ * garbage, so those warnings are errors here.
+ *
+ * Phones and cameras store pixels as the sensor saw them and say in the EXIF orientation
+ * tag how to turn them upright; every viewer does, so the image is turned here too (a
+ * dataset of phone photos would otherwise train on sideways pictures). */
 #include "data/image_internal.h"
 
 #include <jpeglib.h>
@@ -28,6 +32,7 @@ typedef struct {
     img_src_t *src;
     img_t *img;
     uint8_t *row;              /* grayscale scanline */
+    int orientation;           /* EXIF 1..8, 1 upright */
     uint8_t fbuf[16384];       /* file read buffer */
     char msg[JMSG_LENGTH_MAX];
 } jpeg_dec_t;
@@ -105,6 +110,73 @@ static void src_skip(j_decompress_ptr c, long n)
     d->smgr.bytes_in_buffer -= (size_t)n;
 }
 
+/* ---------------------------------------------------------------- EXIF orientation */
+
+static unsigned rd16(const uint8_t *p, int le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
+
+static uint32_t rd32(const uint8_t *p, int le)
+{
+    return le ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+              : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Tag 0x0112 of IFD0 in the first APP1 "Exif" segment; 1 when absent, out of range or
+ * unreadable (a damaged EXIF block does not make the pixels unreadable). */
+static int exif_orientation(j_decompress_ptr c)
+{
+    for (jpeg_saved_marker_ptr m = c->marker_list; m; m = m->next) {
+        if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 + 8 ||
+            memcmp(m->data, "Exif\0\0", 6) != 0)
+            continue;
+        const uint8_t *t = m->data + 6; /* the TIFF header; offsets count from it */
+        size_t n = m->data_length - 6;
+        int le = t[0] == 'I' && t[1] == 'I';
+        if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
+        if (rd16(t + 2, le) != 42) return 1;
+        size_t ifd = rd32(t + 4, le);
+        if (ifd + 2 > n) return 1;
+        unsigned count = rd16(t + ifd, le);
+        for (size_t e = ifd + 2; count-- > 0 && e + 12 <= n; e += 12)
+            if (rd16(t + e, le) == 0x0112) {
+                unsigned v = rd16(t + e + 2, le) == 3 ? rd16(t + e + 8, le) : 1; /* SHORT */
+                return v >= 1 && v <= 8 ? (int)v : 1;
+            }
+        return 1;
+    }
+    return 1;
+}
+
+/* Turns img upright for EXIF orientation o: 2 mirrored, 3 upside down, 4 flipped, 5
+ * transposed, 6 to be turned 90 degrees clockwise, 7 transversed, 8 turned
+ * counter-clockwise. 5-8 swap width and height. */
+static int orient(img_t *img, int o, const char *name, char *err)
+{
+    if (o <= 1) return 0;
+    const int w = img->w, h = img->h, swap = o >= 5;
+    const int ow = swap ? h : w, oh = swap ? w : h;
+    uint8_t *out = malloc((size_t)w * (size_t)h * 3);
+    if (!out) return img_fail(err, IMG_ENOMEM, name, "out of memory turning the image upright");
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int ix, iy; /* the stored pixel shown at (ox, oy) */
+            switch (o) {
+            case 2: ix = w - 1 - ox; iy = oy; break;
+            case 3: ix = w - 1 - ox; iy = h - 1 - oy; break;
+            case 4: ix = ox; iy = h - 1 - oy; break;
+            case 5: ix = oy; iy = ox; break;
+            case 6: ix = oy; iy = h - 1 - ox; break;
+            case 7: ix = w - 1 - oy; iy = h - 1 - ox; break;
+            default: ix = w - 1 - oy; iy = ox; break; /* 8 */
+            }
+            memcpy(out + ((size_t)oy * ow + ox) * 3, img->rgb + ((size_t)iy * w + ix) * 3, 3);
+        }
+    free(img->rgb);
+    img->rgb = out;
+    img->w = ow;
+    img->h = oh;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- decoding */
 
 static int jpeg_read_body(jpeg_dec_t *d, char *err)
@@ -120,7 +192,9 @@ static int jpeg_read_body(jpeg_dec_t *d, char *err)
     jpeg_create_decompress(c);
     c->src = &d->smgr;
     c->progress = &d->prog;
+    jpeg_save_markers(c, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(c, TRUE);
+    d->orientation = exif_orientation(c);
 
     int rc = img_check_size(c->image_width, c->image_height, name, err);
     if (rc) return rc;
@@ -168,6 +242,7 @@ int img_jpeg_decode(img_t *img, img_src_t *src, char *err)
     d->smgr.term_source = src_term;
     d->prog.progress_monitor = on_progress;
     int rc = jpeg_read_body(d, err);
+    if (rc == 0) rc = orient(img, d->orientation, src->name, err);
     jpeg_destroy_decompress(&d->cinfo);
     free(d->row);
     free(d);

@@ -279,8 +279,9 @@ static void test_png_kinds(void)
 
 /* ---------------------------------------------------------------- JPEG writer (libjpeg) */
 
-static void make_jpeg(const char *path, const uint8_t *px, int w, int h, int comps,
-                      int quality, int progressive)
+/* With app1 (n bytes): that APP1 segment after the JFIF header, as cameras write EXIF. */
+static void make_jpeg_app1(const char *path, const uint8_t *px, int w, int h, int comps,
+                           int quality, int progressive, const uint8_t *app1, unsigned n)
 {
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr jerr;
@@ -296,6 +297,7 @@ static void make_jpeg(const char *path, const uint8_t *px, int w, int h, int com
     jpeg_set_quality(&c, quality, TRUE);
     if (progressive) jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);
+    if (app1) jpeg_write_marker(&c, JPEG_APP0 + 1, app1, n);
     while (c.next_scanline < c.image_height) {
         JSAMPROW r = (JSAMPROW)(px + (size_t)c.next_scanline * w * comps);
         jpeg_write_scanlines(&c, &r, 1);
@@ -303,6 +305,12 @@ static void make_jpeg(const char *path, const uint8_t *px, int w, int h, int com
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     fclose(fp);
+}
+
+static void make_jpeg(const char *path, const uint8_t *px, int w, int h, int comps,
+                      int quality, int progressive)
+{
+    make_jpeg_app1(path, px, w, h, comps, quality, progressive, NULL, 0);
 }
 
 static uint8_t *gradient(int w, int h, int comps)
@@ -315,6 +323,109 @@ static uint8_t *gradient(int w, int h, int comps)
                     (uint8_t)(c == 0 ? x * 255 / (w - 1) : c == 1 ? y * 255 / (h - 1)
                               : 64 + (x + y) * 2);
     return p;
+}
+
+static void put16(uint8_t *p, unsigned v, int big_endian)
+{
+    p[big_endian ? 0 : 1] = (uint8_t)(v >> 8);
+    p[big_endian ? 1 : 0] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v, int big_endian)
+{
+    put16(p + (big_endian ? 0 : 2), v >> 16, big_endian);
+    put16(p + (big_endian ? 2 : 0), v & 0xffff, big_endian);
+}
+
+/* An APP1 "Exif" segment whose IFD0 (at ifd_offset from the TIFF header: 8 is right
+ * after it) holds one SHORT tag 0x0112 = orientation, Intel or Motorola byte order.
+ * Returns its size, 32 bytes. */
+static unsigned exif_block(uint8_t *b, int orientation, int big_endian, uint32_t ifd_offset)
+{
+    memcpy(b, "Exif\0\0", 6);
+    uint8_t *t = b + 6; /* the TIFF header */
+    memset(t, 0, 26);
+    t[0] = t[1] = big_endian ? 'M' : 'I';
+    put16(t + 2, 42, big_endian);
+    put32(t + 4, ifd_offset, big_endian);
+    put16(t + 8, 1, big_endian);                     /* one entry: */
+    put16(t + 10, 0x0112, big_endian);               /* Orientation, */
+    put16(t + 12, 3, big_endian);                    /* SHORT, */
+    put32(t + 14, 1, big_endian);                    /* one value, */
+    put16(t + 18, (unsigned)orientation, big_endian); /* left-aligned in its 4 bytes */
+    return 32;                                       /* next IFD offset 0 */
+}
+
+/* Four flat quadrants (colours q[0..3]: top-left, top-right, bottom-left, bottom-right). */
+static uint8_t *quadrants(int w, int h, const uint8_t q[4][3])
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            memcpy(p + ((size_t)y * w + x) * 3, q[(y >= h / 2) * 2 + (x >= w / 2)], 3);
+    return p;
+}
+
+/* A camera's JPEG: the stored pixels and an EXIF orientation saying how to turn them
+ * upright. Whatever the orientation, the loaded image is the upright picture: 24x16,
+ * red, green / blue, white. The stored corners for each orientation were worked out by
+ * hand from the EXIF definitions, not by the decoder's own mapping. */
+static void test_jpeg_exif(void)
+{
+    printf("JPEG EXIF orientation\n");
+    enum { R, G, B, W };
+    static const uint8_t colour[4][3] = {{230, 20, 20}, {20, 200, 20}, {20, 20, 230}, {245, 245, 245}};
+    static const int stored[9][4] = {
+        {0}, {R, G, B, W}, {G, R, W, B}, {W, B, G, R}, {B, W, R, G},
+        {R, B, G, W}, {G, W, R, B}, {W, G, B, R}, {B, R, W, G},
+    };
+    for (int o = 1; o <= 8; o++)
+        for (int be = 0; be < 2; be++) {
+            uint8_t q[4][3], app1[64];
+            for (int k = 0; k < 4; k++) memcpy(q[k], colour[stored[o][k]], 3);
+            int sw = o >= 5 ? 16 : 24, sh = o >= 5 ? 24 : 16;
+            uint8_t *px = quadrants(sw, sh, q);
+            char *path = tmp_path("exif.jpg");
+            make_jpeg_app1(path, px, sw, sh, 3, 95, 0, app1, exif_block(app1, o, be, 8));
+            free(px);
+            img_t img;
+            char err[256] = "";
+            int rc = img_load(&img, path, err);
+            int ok = rc == 0 && img.w == 24 && img.h == 16;
+            for (int k = 0; ok && k < 4; k++) {
+                int x = k % 2 ? 18 : 6, y = k / 2 ? 12 : 4; /* quadrant centres */
+                for (int c = 0; c < 3; c++)
+                    ok &= abs(img.rgb[(y * 24 + x) * 3 + c] - colour[k][c]) <= 12;
+            }
+            check(ok, "orientation %d (%s): rc %d %s, %dx%d, not the upright picture", o,
+                  be ? "big-endian" : "little-endian", rc, err, img.w, img.h);
+            img_deinit(&img);
+        }
+    printf("  orientations 1-8, both byte orders: upright 24x16\n");
+
+    /* A damaged or odd EXIF block leaves the pixels as stored, readable. */
+    uint8_t q[4][3], app1[64];
+    memcpy(q, colour, sizeof q);
+    uint8_t *px = quadrants(24, 16, q);
+    struct { int orientation; uint32_t ifd; unsigned cut; const char *what; } bad[] = {
+        {9, 8, 0, "orientation 9"},
+        {0, 8, 0, "orientation 0"},
+        {6, 0xfffffff0u, 0, "IFD0 offset past the end"},
+        {6, 8, 12, "entry cut short"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *path = tmp_path("exif-bad.jpg");
+        unsigned n = exif_block(app1, bad[i].orientation, 0, bad[i].ifd);
+        make_jpeg_app1(path, px, 24, 16, 3, 95, 0, app1, n - bad[i].cut);
+        img_t img;
+        char err[256] = "";
+        int rc = img_load(&img, path, err);
+        check(rc == 0 && img.w == 24 && img.h == 16 && img.rgb[(4 * 24 + 6) * 3] > 200,
+              "%s: rc %d %s, %dx%d, not the stored picture", bad[i].what, rc, err, img.w, img.h);
+        img_deinit(&img);
+    }
+    free(px);
+    printf("  orientation 0 and 9, an IFD0 out of the segment, a cut entry: pixels as stored\n");
 }
 
 static void test_jpeg(void)
@@ -919,6 +1030,7 @@ int main(void)
     test_huge_chunk_claim();
     test_png_kinds();
     test_jpeg();
+    test_jpeg_exif();
     test_foreign();
     test_damage();
     test_save_and_text();
