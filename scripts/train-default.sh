@@ -1,9 +1,10 @@
 #!/bin/sh
 # The shipped default model (weights/default.dalle; weights/MODELS.md): the emoji art
 # set -> the rerank scorer (which also trains the tokenizer on the captions) -> dVAE ->
-# transformer in two stages (all images, then fine-tuned with --init on the emoji without
-# their skin-tone variants, which are half of the set and differ from their base emoji
-# only in a hue) -> default.dalle with the scorer in it, then the nearest-neighbour
+# transformer in three stages (all images; then fine-tuned with --init on the emoji
+# without their skin-tone variants, which are half of the set and differ from their base
+# emoji only in a hue; then on those images with their names alone as captions, what
+# people type) -> default.dalle with the scorer in it, then the nearest-neighbour
 # measure (scripts/eval-emoji.sh) without and with reranking. Resumable: a stage whose output
 # exists is skipped, an interrupted training resumes from its checkpoint, so the script
 # can be stopped (Ctrl-C) and run again, in another session too.
@@ -12,14 +13,15 @@
 #
 # Writes into WORKDIR: emoji/ (the images: the twitter, google and openmoji sets; the
 # facebook set's licence is unclear, data/LICENSES.md), emoji-base/ (links to those
-# without skin tones), emoji-scorer.dalle, emoji.dvae, stage1.dalle and
-# transformer.dalle (with .ckpt, .tokens, .samples.png beside them), default.dalle (the
-# transformer's file with the scorer added), eval/ and eval-rerank/. Copy default.dalle
-# to weights/ to ship it.
+# without skin tones), emoji-names/ (the same images, captions "NAME" and "NAME, SET
+# style"), emoji-scorer.dalle, emoji.dvae, stage1.dalle, stage2.dalle and
+# transformer.dalle (with .ckpt, .tokens, .samples.png beside them), default-f32.dalle
+# (the transformer's file with the scorer added), default.dalle (that in f16 with its
+# sampling settings: what weights/ ships), eval/ and eval-rerank/.
 #
 # Environment (defaults in brackets):
 #   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]
-#   STAGE1_STEPS [2400]   GPT_STEPS: the fine-tuning stage [6000]
+#   STAGE1_STEPS [2400]   STAGE2_STEPS [3150]   GPT_STEPS: the last stage [6000]
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/train-default.sh WORKDIR}
@@ -27,6 +29,7 @@ bin=${DALLEC:-$here/build/dalle-c}
 threads=${THREADS:-2}
 dvae_steps=${DVAE_STEPS:-3500}
 stage1_steps=${STAGE1_STEPS:-2400}
+stage2_steps=${STAGE2_STEPS:-3150}
 gpt_steps=${GPT_STEPS:-6000}
 
 [ -x "$bin" ] || { echo "train-default: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
@@ -91,17 +94,47 @@ if [ ! -d emoji-base ]; then
     mv emoji-base.partial emoji-base
 fi
 
-if [ ! -f transformer.dalle ]; then
-    stamp "train, stage 2 (fine-tuning on emoji-base): $gpt_steps steps"
-    if [ -f transformer.dalle.ckpt ]; then
-        "$bin" train emoji-base -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
+if [ ! -f stage2.dalle ]; then
+    stamp "train, stage 2 (fine-tuning on emoji-base): $stage2_steps steps"
+    if [ -f stage2.dalle.ckpt ]; then
+        "$bin" train emoji-base -o stage2.dalle --resume stage2.dalle.ckpt -t "$threads"
     else
-        "$bin" train emoji-base --init stage1.dalle -o transformer.dalle --batch 16 \
-            --steps "$gpt_steps" --lr 5e-4 --lr-min 5e-5 --warmup 50 --holdout 0.02 \
+        "$bin" train emoji-base --init stage1.dalle -o stage2.dalle --batch 16 \
+            --steps "$stage2_steps" --lr 5e-4 --lr-min 5e-5 --warmup 50 --holdout 0.02 \
             --eval-every 250 --samples-every 250 --checkpoint-every 100 -t "$threads"
     fi
 fi
-[ -f default.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default.dalle
+
+# The captions a name prompt is: the name, and the name with its set's style. The
+# images are emoji-base's, so the held-out split (by path) is the same.
+if [ ! -d emoji-names ]; then
+    for set in emoji-base/*/; do
+        set=$(basename "$set")
+        mkdir -p "emoji-names.partial/$set"
+        for txt in "emoji-base/$set"/*.txt; do
+            first=$(head -n1 "$txt")
+            printf '%s\n%s\n' "${first%, * style}" "$first" > "emoji-names.partial/$set/$(basename "$txt")"
+            ln -s "$(readlink -f "${txt%.txt}.png")" "emoji-names.partial/$set/"
+        done
+    done
+    mv emoji-names.partial emoji-names
+fi
+
+if [ ! -f transformer.dalle ]; then
+    stamp "train, stage 3 (names as captions): $gpt_steps steps"
+    if [ -f transformer.dalle.ckpt ]; then
+        "$bin" train emoji-names -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
+    else
+        "$bin" train emoji-names --init stage2.dalle -o transformer.dalle --batch 16 \
+            --steps "$gpt_steps" --lr 5e-4 --lr-min 2e-5 --warmup 50 --weight-decay 0.01 \
+            --holdout 0.02 --eval-every 1000 --samples-every 1000 --checkpoint-every 200 \
+            -t "$threads"
+    fi
+fi
+[ -f default-f32.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default-f32.dalle
+# what weights/default.dalle is: f16, with the sampling settings chosen for it (weights/MODELS.md)
+[ -f default.dalle ] ||
+    "$bin" convert default-f32.dalle -o default.dalle --dtype f16 --sample temperature=0.3,guidance=1.5
 stamp "training done"
 "$bin" info default.dalle --no-verify | sed -n '1,/^tensors/p'
 
