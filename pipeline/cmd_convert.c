@@ -103,6 +103,11 @@ typedef struct {
     int drop_sample;     /* --sample none: MODEL's sample.* keys left out */
 } convert_opts_t;
 
+static int is_sample_key(const char *key)
+{
+    return strncmp(key, MF_SAMPLE_PREFIX, strlen(MF_SAMPLE_PREFIX)) == 0;
+}
+
 /* OUT's config: MODEL's keys in file order, typed as stored, less its sample.* keys after
  * --sample none, with the keys --sample sets (an existing one keeps its place). NULL
  * when out of memory. */
@@ -111,7 +116,7 @@ static wf_config_t *output_config(const wf_config_t *in, const convert_opts_t *o
     wf_config_t *c = wf_config_create();
     int bad = !c;
     for (int i = 0; !bad && i < wf_config_count(in); i++)
-        if (!o->drop_sample || strncmp(wf_config_key(in, i), MF_SAMPLE_PREFIX, strlen(MF_SAMPLE_PREFIX)) != 0)
+        if (!o->drop_sample || !is_sample_key(wf_config_key(in, i)))
             bad = wf_config_copy_entry(c, in, i);
     for (int i = 0; !bad && i < wf_config_count(o->sample); i++) bad = wf_config_copy_entry(c, o->sample, i);
     if (bad) {
@@ -121,14 +126,17 @@ static wf_config_t *output_config(const wf_config_t *in, const convert_opts_t *o
     return c;
 }
 
-/* OUT from IN, atomically; counts what it wrote. 0, or -1 with err. */
+/* OUT from IN, atomically; counts what it wrote and hands back OUT's config (*written,
+ * the caller's to free). 0, or -1 with err. */
 static int convert_file(const char *in, const char *out, const convert_opts_t *o, int *tensors,
-                        int *blobs, uint64_t *in_size, char err[WF_ERR_SIZE])
+                        int *blobs, uint64_t *in_size, wf_config_t **written,
+                        char err[WF_ERR_SIZE])
 {
     wf_reader_t *r = NULL;
     wf_writer_t *w = NULL;
     wf_config_t *cfg = NULL;
     int ok = 0;
+    *written = NULL;
     if (wf_reader_open(&r, in, err)) goto done;
     *in_size = wf_reader_file_size(r);
     const char *opt = optimizer_state(r);
@@ -150,6 +158,10 @@ static int convert_file(const char *in, const char *out, const convert_opts_t *o
     }
     ok = wf_writer_close(w, err) == WF_OK;
     w = NULL;
+    if (ok) {
+        *written = cfg;
+        cfg = NULL;
+    }
 done:
     wf_writer_abort(w);
     wf_config_free(cfg);
@@ -182,20 +194,16 @@ static int parse_sample(const char *spec, convert_opts_t *o)
     return 0;
 }
 
-/* "sample.temperature = 0.5, sample.guidance = 1.5" of OUT, or that it has none. */
-static void print_sample_keys(const char *out)
+/* "sample.temperature = 0.5, sample.guidance = 1.5" of the config written, or that it
+ * has none. */
+static void print_sample_keys(const wf_config_t *c)
 {
-    char err[WF_ERR_SIZE];
-    wf_reader_t *r = NULL;
-    if (wf_reader_open(&r, out, err)) return;
-    const wf_config_t *c = wf_reader_config(r);
     int n = 0;
     printf("sampling settings:");
     for (int i = 0; i < wf_config_count(c); i++)
-        if (strncmp(wf_config_key(c, i), MF_SAMPLE_PREFIX, strlen(MF_SAMPLE_PREFIX)) == 0)
+        if (is_sample_key(wf_config_key(c, i)))
             printf("%s %s = %s", n++ ? "," : "", wf_config_key(c, i), wf_config_text(c, i));
     printf("%s\n", n ? "" : " none (generation uses the built-in defaults)");
-    wf_reader_close(r);
 }
 
 int cmd_convert_model(int argc, char **argv)
@@ -247,7 +255,8 @@ int cmd_convert_model(int argc, char **argv)
     char err[WF_ERR_SIZE];
     int tensors = 0, blobs = 0;
     uint64_t in_size = 0;
-    if (!rc && convert_file(in, out, &o, &tensors, &blobs, &in_size, err)) {
+    wf_config_t *written = NULL;
+    if (!rc && convert_file(in, out, &o, &tensors, &blobs, &in_size, &written, err)) {
         fprintf(stderr, "%s: %s\n", CMD, err);
         rc = 1;
     }
@@ -258,6 +267,7 @@ int cmd_convert_model(int argc, char **argv)
     printf("wrote %s: %d tensors %s%s, %d blob%s as is; %llu -> %llu bytes (%.1f%%)\n", out, tensors,
            o.keep ? "as stored" : "as ", o.keep ? "" : wf_dtype_name(o.dtype), blobs, blobs == 1 ? "" : "s",
            (unsigned long long)in_size, out_size, in_size ? 100.0 * (double)out_size / (double)in_size : 0.0);
-    if (sample_given) print_sample_keys(out);
+    if (sample_given) print_sample_keys(written);
+    wf_config_free(written);
     return 0;
 }
