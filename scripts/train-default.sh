@@ -21,7 +21,7 @@
 #
 # Environment (defaults in brackets):
 #   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]
-#   STAGE1_STEPS [2400]   STAGE2_STEPS [3150]   GPT_STEPS: the last stage [6000]
+#   STAGE1_STEPS [2400]   STAGE2_STEPS [3150]   GPT_STEPS: the last stage [6800]
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/train-default.sh WORKDIR}
@@ -30,7 +30,7 @@ threads=${THREADS:-2}
 dvae_steps=${DVAE_STEPS:-3500}
 stage1_steps=${STAGE1_STEPS:-2400}
 stage2_steps=${STAGE2_STEPS:-3150}
-gpt_steps=${GPT_STEPS:-6000}
+gpt_steps=${GPT_STEPS:-6800}
 
 [ -x "$bin" ] || { echo "train-default: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
 mkdir -p "$work"
@@ -39,6 +39,22 @@ cd "$work"
 start=$(date +%s)
 stamp() { echo "== $(($(date +%s) - start))s: $*"; }
 
+# A resumable training: OUT is skipped when it exists, resumed from OUT.ckpt when that
+# does, else trained from scratch with the options given.
+#   stage 'SUBCOMMAND' DATA OUT 'WHAT' OPTIONS...   (SUBCOMMAND: train, dvae train, ...)
+stage() {
+    cmd=$1 data=$2 out=$3 what=$4
+    shift 4
+    if [ -f "$out" ]; then return 0; fi
+    stamp "$what"
+    # shellcheck disable=SC2086 # the subcommand is one or two words
+    if [ -f "$out.ckpt" ]; then
+        "$bin" $cmd "$data" -o "$out" --resume "$out.ckpt" -t "$threads"
+    else
+        "$bin" $cmd "$data" -o "$out" "$@" -t "$threads"
+    fi
+}
+
 if [ ! -d emoji ]; then
     stamp "emoji art set"
     DALLEC_BIN="$bin" "$here/data/emoji/build.sh" -o "$work/emoji.partial" --size 64 \
@@ -46,39 +62,18 @@ if [ ! -d emoji ]; then
     mv emoji.partial emoji
 fi
 
-if [ ! -f emoji-scorer.dalle ]; then
-    stamp "rerank train (and the tokenizer)"
-    if [ -f emoji-scorer.dalle.ckpt ]; then
-        "$bin" rerank train emoji -o emoji-scorer.dalle --resume emoji-scorer.dalle.ckpt -t "$threads"
-    else
-        "$bin" rerank train emoji -o emoji-scorer.dalle --epochs 15 --batch 128 --eval-every 200 \
-            --checkpoint-every 100 -t "$threads"
-    fi
-fi
+stage "rerank train" emoji emoji-scorer.dalle "rerank train (and the tokenizer)" \
+    --epochs 15 --batch 128 --eval-every 200 --checkpoint-every 100
 
-if [ ! -f emoji.dvae ]; then
-    stamp "dvae train: $dvae_steps steps"
-    if [ -f emoji.dvae.ckpt ]; then
-        "$bin" dvae train emoji -o emoji.dvae --resume emoji.dvae.ckpt -t "$threads"
-    else
-        "$bin" dvae train emoji -o emoji.dvae --size 64 --layers 2 --channels 64 --res-blocks 2 \
-            --codebook 1024 --code-dim 64 --hard --kl-weight 1e-3 --lr 2e-3 --batch 32 \
-            --steps "$dvae_steps" --eval-every 250 --samples-every 250 --checkpoint-every 250 \
-            -t "$threads"
-    fi
-fi
+stage "dvae train" emoji emoji.dvae "dvae train: $dvae_steps steps" \
+    --size 64 --layers 2 --channels 64 --res-blocks 2 --codebook 1024 --code-dim 64 --hard \
+    --kl-weight 1e-3 --lr 2e-3 --batch 32 --steps "$dvae_steps" --eval-every 250 \
+    --samples-every 250 --checkpoint-every 250
 
-if [ ! -f stage1.dalle ]; then
-    stamp "train, stage 1 (all images): $stage1_steps steps"
-    if [ -f stage1.dalle.ckpt ]; then
-        "$bin" train emoji -o stage1.dalle --resume stage1.dalle.ckpt -t "$threads"
-    else
-        "$bin" train emoji --dvae emoji.dvae --tokenizer emoji-scorer.dalle -o stage1.dalle \
-            --text-len 24 --layers 6 --heads 8 --embd 256 --batch 16 --steps "$stage1_steps" \
-            --lr 1e-3 --lr-min 1e-4 --warmup 300 --eval-every 300 --samples-every 300 \
-            --checkpoint-every 100 -t "$threads"
-    fi
-fi
+stage train emoji stage1.dalle "train, stage 1 (all images): $stage1_steps steps" \
+    --dvae emoji.dvae --tokenizer emoji-scorer.dalle --text-len 24 --layers 6 --heads 8 \
+    --embd 256 --batch 16 --steps "$stage1_steps" --lr 1e-3 --lr-min 1e-4 --warmup 300 \
+    --eval-every 300 --samples-every 300 --checkpoint-every 100
 
 if [ ! -d emoji-base ]; then
     for set in emoji/*/; do
@@ -94,16 +89,9 @@ if [ ! -d emoji-base ]; then
     mv emoji-base.partial emoji-base
 fi
 
-if [ ! -f stage2.dalle ]; then
-    stamp "train, stage 2 (fine-tuning on emoji-base): $stage2_steps steps"
-    if [ -f stage2.dalle.ckpt ]; then
-        "$bin" train emoji-base -o stage2.dalle --resume stage2.dalle.ckpt -t "$threads"
-    else
-        "$bin" train emoji-base --init stage1.dalle -o stage2.dalle --batch 16 \
-            --steps "$stage2_steps" --lr 5e-4 --lr-min 5e-5 --warmup 50 --holdout 0.02 \
-            --eval-every 250 --samples-every 250 --checkpoint-every 100 -t "$threads"
-    fi
-fi
+stage train emoji-base stage2.dalle "train, stage 2 (fine-tuning on emoji-base): $stage2_steps steps" \
+    --init stage1.dalle --batch 16 --steps "$stage2_steps" --lr 5e-4 --lr-min 5e-5 --warmup 50 \
+    --holdout 0.02 --eval-every 250 --samples-every 250 --checkpoint-every 100
 
 # The captions a name prompt is: the name, and the name with its set's style. The
 # images are emoji-base's, so the held-out split (by path) is the same.
@@ -120,17 +108,10 @@ if [ ! -d emoji-names ]; then
     mv emoji-names.partial emoji-names
 fi
 
-if [ ! -f transformer.dalle ]; then
-    stamp "train, stage 3 (names as captions): $gpt_steps steps"
-    if [ -f transformer.dalle.ckpt ]; then
-        "$bin" train emoji-names -o transformer.dalle --resume transformer.dalle.ckpt -t "$threads"
-    else
-        "$bin" train emoji-names --init stage2.dalle -o transformer.dalle --batch 16 \
-            --steps "$gpt_steps" --lr 5e-4 --lr-min 2e-5 --warmup 50 --weight-decay 0.01 \
-            --holdout 0.02 --eval-every 1000 --samples-every 1000 --checkpoint-every 200 \
-            -t "$threads"
-    fi
-fi
+stage train emoji-names transformer.dalle "train, stage 3 (names as captions): $gpt_steps steps" \
+    --init stage2.dalle --batch 16 --steps "$gpt_steps" --lr 5e-4 --lr-min 2e-5 --warmup 50 \
+    --weight-decay 0.01 --holdout 0.02 --eval-every 1000 --samples-every 1000 \
+    --checkpoint-every 200
 [ -f default-f32.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default-f32.dalle
 # what weights/default.dalle is: f16, with the sampling settings chosen for it (weights/MODELS.md)
 [ -f default.dalle ] ||
