@@ -10,9 +10,16 @@
 # a hue the name does not ask for), ordered by the SHA-256 of "SEED:name" and the first
 # N taken: a fixed sample that does not depend on the model.
 #
+# Validation names for choosing settings (weights/MODELS.md) are another seed's order with the
+# test names left out, so nothing is tuned on the names the figure is reported on:
+#   N=100 NAMES_ONLY=1 scripts/eval-emoji.sh test
+#   SEED=2 EXCLUDE=test/prompts.txt N=100 scripts/eval-emoji.sh val
+#
 # Environment (defaults in brackets):
 #   DALLEC [build/dalle-c]   MODEL [weights/default.dalle]   TRAIN [data/emoji/out]
 #   N [50]   SEED [1]   TOP [5]   THREADS [2]   SIZE: the pixel grid compared [64]
+#   EXCLUDE: a file of names (one a line) left out before the first N are taken
+#   NAMES_ONLY=1: write WORKDIR/prompts.txt and stop
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/eval-emoji.sh WORKDIR [-- generation options]}
@@ -26,9 +33,11 @@ seed=${SEED:-1}
 top=${TOP:-5}
 threads=${THREADS:-2}
 size=${SIZE:-64}
+exclude=${EXCLUDE:-/dev/null}
 
 [ -x "$bin" ] || { echo "eval-emoji: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
 [ -f "$model" ] || { echo "eval-emoji: no model at $model (set MODEL)" >&2; exit 1; }
+[ -r "$exclude" ] || { echo "eval-emoji: cannot read EXCLUDE file $exclude" >&2; exit 1; }
 [ -d "$train" ] || { echo "eval-emoji: no training images at $train (data/emoji/build.sh; set TRAIN)" >&2; exit 1; }
 mkdir -p "$work"
 
@@ -36,8 +45,10 @@ find -L "$train" -name '*.txt' -exec head -qn1 {} + |
     sed 's/, [^,]* style$//' | grep -v 'skin tone' | LC_ALL=C sort -u > "$work/names.txt"
 while IFS= read -r name; do
     printf '%s\t%s\n' "$(printf '%s:%s' "$seed" "$name" | sha256sum | cut -c1-16)" "$name"
-done < "$work/names.txt" | LC_ALL=C sort | head -n "$n" | cut -f2 > "$work/prompts.txt"
+done < "$work/names.txt" | LC_ALL=C sort | cut -f2 | grep -Fxv -f "$exclude" |
+    head -n "$n" > "$work/prompts.txt"
 echo "eval-emoji: $(wc -l < "$work/prompts.txt") names of $(wc -l < "$work/names.txt") (seed $seed)"
+if [ "${NAMES_ONLY:-0}" = 1 ]; then exit 0; fi
 
 rm -rf "$work/gen"
 "$bin" --prompts "$work/prompts.txt" -o "$work/gen" -m "$model" --seed "$seed" -t "$threads" -q "$@"
