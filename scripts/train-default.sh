@@ -1,10 +1,10 @@
 #!/bin/sh
 # The shipped default model (weights/default.dalle; weights/MODELS.md): the emoji art
 # set -> the rerank scorer (which also trains the tokenizer on the captions) -> dVAE ->
-# transformer in four stages (all images; then fine-tuned with --init on the emoji
+# transformer in five stages (all images; then fine-tuned with --init on the emoji
 # without their skin-tone variants, which are half of the set and differ from their base
 # emoji only in a hue; then on those images with their names alone as captions, what
-# people type, and once more on those with a fresh learning-rate schedule) ->
+# people type, and twice more on those with fresh, lower learning-rate schedules) ->
 # default.dalle with the scorer in it, then the nearest-neighbour
 # measure (scripts/eval-emoji.sh) without and with reranking. Resumable: a stage whose output
 # exists is skipped, an interrupted training resumes from its checkpoint, so the script
@@ -15,15 +15,15 @@
 # Writes into WORKDIR: emoji/ (the images: the twitter, google and openmoji sets; the
 # facebook set's licence is unclear, data/LICENSES.md), emoji-base/ (links to those
 # without skin tones), emoji-names/ (the same images, captions "NAME" and "NAME, SET
-# style"), emoji-scorer.dalle, emoji.dvae, stage1.dalle, stage2.dalle, stage3.dalle and
+# style"), emoji-scorer.dalle, emoji.dvae, stage1.dalle, stage2.dalle, stage3.dalle, stage4.dalle and
 # transformer.dalle (with .ckpt, .tokens, .samples.png beside them), default-f32.dalle
 # (the transformer's file with the scorer added), default.dalle (that in f16 with its
 # sampling settings: what weights/ ships), eval/ and eval-rerank/.
 #
 # Environment (defaults in brackets):
 #   DALLEC [build/dalle-c]   THREADS [2]   DVAE_STEPS [3500]
-#   STAGE1_STEPS [2400]   STAGE2_STEPS [3150]   STAGE3_STEPS [6800]
-#   GPT_STEPS: the last stage [5500]
+#   STAGE1_STEPS [2400]   STAGE2_STEPS [3150]   STAGE3_STEPS [6800]   STAGE4_STEPS [5500]
+#   GPT_STEPS: the last stage [1500]
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: scripts/train-default.sh WORKDIR}
@@ -33,7 +33,8 @@ dvae_steps=${DVAE_STEPS:-3500}
 stage1_steps=${STAGE1_STEPS:-2400}
 stage2_steps=${STAGE2_STEPS:-3150}
 stage3_steps=${STAGE3_STEPS:-6800}
-gpt_steps=${GPT_STEPS:-5500}
+stage4_steps=${STAGE4_STEPS:-5500}
+gpt_steps=${GPT_STEPS:-1500}
 
 [ -x "$bin" ] || { echo "train-default: no dalle-c binary at $bin (set DALLEC)" >&2; exit 1; }
 mkdir -p "$work"
@@ -117,14 +118,18 @@ stage train emoji-names stage3.dalle "train, stage 3 (names as captions): $stage
     --checkpoint-every 200
 # The names memorised further: held-out loss is no guide here (it rises), the
 # nearest-neighbour measure is (weights/MODELS.md).
-stage train emoji-names transformer.dalle "train, stage 4 (names, again): $gpt_steps steps" \
-    --init stage3.dalle --batch 16 --steps "$gpt_steps" --lr 2.5e-4 --lr-min 1e-5 --warmup 100 \
+stage train emoji-names stage4.dalle "train, stage 4 (names, again): $stage4_steps steps" \
+    --init stage3.dalle --batch 16 --steps "$stage4_steps" --lr 2.5e-4 --lr-min 1e-5 --warmup 100 \
     --weight-decay 0.01 --holdout 0.02 --eval-every 1000 --samples-every 1000 \
+    --checkpoint-every 200
+stage train emoji-names transformer.dalle "train, stage 5 (names, a low schedule): $gpt_steps steps" \
+    --init stage4.dalle --batch 16 --steps "$gpt_steps" --lr 1e-4 --lr-min 5e-6 --warmup 50 \
+    --weight-decay 0.01 --holdout 0.02 --eval-every 500 --samples-every 500 \
     --checkpoint-every 200
 [ -f default-f32.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default-f32.dalle
 # what weights/default.dalle is: f16, with the sampling settings chosen for it (weights/MODELS.md)
 [ -f default.dalle ] ||
-    "$bin" convert default-f32.dalle -o default.dalle --dtype f16 --sample temperature=0.3,guidance=1
+    "$bin" convert default-f32.dalle -o default.dalle --dtype f16 --sample temperature=0.2,guidance=1
 stamp "training done"
 "$bin" info default.dalle --no-verify | sed -n '1,/^tensors/p'
 
