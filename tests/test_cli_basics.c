@@ -105,6 +105,16 @@ static void test_wait_policy(const char *bin)
           "a policy the user set is kept: got\n%s", out);
 }
 
+/* What the display wrote to f (NUL-terminated in buf); closes and removes the file. */
+static void read_back(FILE *f, const char *path, char *buf, size_t cap)
+{
+    rewind(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    remove(path);
+}
+
 static void test_progress_log(void)
 {
     printf("progress display, not a terminal\n");
@@ -118,12 +128,8 @@ static void test_progress_log(void)
     p.log_every = 0; /* a line per update */
     for (long i = 1; i <= 10; i++) progress_update(&p, i, "loss 1.0");
     progress_finish(&p, "done");
-    rewind(f);
     char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    remove(path);
+    read_back(f, path, buf, sizeof buf);
     check(strstr(buf, "train 5/10 (50%)") != NULL, "a line for step 5 of 10: got\n%s", buf);
     check(strstr(buf, "train 10/10 (100%)") && strstr(buf, "took") && strstr(buf, "done"),
           "a final line with the time taken: got\n%s", buf);
@@ -139,11 +145,7 @@ static void test_progress_log(void)
     p.log_every = 0;
     p.t_start -= 1000.0;
     progress_update(&p, 1500, NULL);
-    rewind(f);
-    n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    remove(path);
+    read_back(f, path, buf, sizeof buf);
     check(strstr(buf, "train 1500/2000 (75%) 0.50/s eta 16:4") != NULL,
           "resumed at 1000: 500 units in 1000 s is 0.50/s, about 16:40 to go: got\n%s", buf);
 
