@@ -48,7 +48,9 @@ static const char *const generate_usage =
     "  --candidates M       draw M samples per image and keep the one the model's scorer\n"
     "                       ranks best (needs a model with a scorer: docs/RERANK.md;\n"
     "                       N x M at most 64). Candidate j of image i uses seed S + j*N + i,\n"
-    "                       so candidate 0 has the seed the image has without it (default 1)\n"
+    "                       so candidate 0 has the seed the image has without it (default 1).\n"
+    "                       Above 1, the temperature defaults to the model's\n"
+    "                       sample.candidate_temperature where it has one\n"
     "  --init-image IMG     image completion: keep the top rows of IMG (PNG or JPEG) ...\n"
     "  --init-rows R        ... R token rows of it, 1..grid (default: half the grid)\n"
     "  -t, --threads N      (default: OMP_NUM_THREADS or all cores)\n"
@@ -289,7 +291,7 @@ static int parse(gen_opts_t *o, int argc, char **argv)
 static void take_model_settings(gen_opts_t *o, const dalle_model_t *m)
 {
     const dalle_params_t rec = dalle_model_params(m);
-    if (!o->have_temperature) o->p.temperature = rec.temperature;
+    if (!o->have_temperature) o->p.temperature = dalle_model_temperature(m, o->p.candidates);
     if (!o->have_top_k) o->p.top_k = rec.top_k;
     if (!o->have_top_p) o->p.top_p = rec.top_p;
     if (!o->have_guidance) o->p.guidance = rec.guidance;

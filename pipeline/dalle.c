@@ -28,7 +28,7 @@ struct dalle_model {
     gpt_t *gpt;
     dvae_t *dvae;      /* parameters only (batch 1); contexts copy them */
     rerank_t *scorer;  /* NULL: none in the file; else parameters only, copied as the dVAE */
-    dalle_params_t recommended;  /* defaults with the file's sample.* keys */
+    mf_sample_t recommended;  /* defaults with the file's sample.* keys */
     int S, G, T;
 };
 
@@ -127,7 +127,7 @@ static int load_parts(dalle_model_t *m, wf_reader_t *r, const char *path, char *
                                 rerank_read_tensors(m->scorer, r, e) ||
                                 rerank_check_tokenizer(&rc, m->tok, path, e))))
         return fail(err, DALLE_EMODEL, "%s (the scorer)", e);
-    m->recommended = dalle_params_default();
+    m->recommended = (mf_sample_t){.params = dalle_params_default(), .candidate_temperature = -1};
     if (mf_sample_read(wf_reader_config(r), &m->recommended, path, e))
         return fail(err, DALLE_EMODEL, "%s", e);
     m->S = dc.image_size;
@@ -193,18 +193,27 @@ void dalle_model_free(dalle_model_t *m)
 void dalle_model_info(const dalle_model_t *m, dalle_model_info_t *info)
 {
     const gpt_config_t *gc = gpt_config(m->gpt);
+    const dalle_params_t *rec = &m->recommended.params;
     *info = (dalle_model_info_t){
         .image_size = m->S, .grid = m->G, .text_len = m->T, .text_vocab = gc->text_vocab,
         .image_vocab = gc->image_vocab, .n_layer = gc->n_layer, .n_head = gc->n_head,
         .n_embd = gc->n_embd, .n_params = gpt_num_params(gc), .has_scorer = m->scorer != NULL,
-        .sample = {m->recommended.temperature, m->recommended.top_k, m->recommended.top_p,
-                   m->recommended.guidance},
+        .sample = {rec->temperature, rec->top_k, rec->top_p, rec->guidance,
+                   dalle_model_temperature(m, 2 /* any count above 1 */)},
     };
 }
 
 dalle_params_t dalle_model_params(const dalle_model_t *m)
 {
-    return m ? m->recommended : dalle_params_default();
+    return m ? m->recommended.params : dalle_params_default();
+}
+
+float dalle_model_temperature(const dalle_model_t *m, int candidates)
+{
+    if (!m) return dalle_params_default().temperature;
+    if (candidates > 1 && m->recommended.candidate_temperature >= 0)
+        return m->recommended.candidate_temperature;
+    return m->recommended.params.temperature;
 }
 
 const char *dalle_model_name(const dalle_model_t *m) { return m->name; }

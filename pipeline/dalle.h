@@ -97,6 +97,8 @@ typedef struct {
         int top_k;
         float top_p;
         float guidance;
+        float candidate_temperature;  /* for candidates > 1: sample.candidate_temperature,
+                                       * else the temperature above */
     } sample;
 } dalle_model_info_t;
 
@@ -138,6 +140,11 @@ dalle_params_t dalle_params_default(void);
 /* dalle_params_default() with m's recommended temperature, top_k, top_p and guidance
  * (info.sample): what to start from to draw from m as its maker meant. */
 dalle_params_t dalle_model_params(const dalle_model_t *m);
+/* The temperature m recommends for drawing `candidates` samples per image: above 1, its
+ * reranking temperature (info.sample.candidate_temperature: reranking gains most from
+ * candidates that differ), else info.sample.temperature. What the command line and the
+ * server use when no temperature is given. */
+float dalle_model_temperature(const dalle_model_t *m, int candidates);
 /* 0, or DALLE_EINVAL with the first setting out of range named in err. Grid-dependent
  * limits (init_rows <= G) are checked by dalle_generate. */
 int dalle_params_check(const dalle_params_t *p, char err[DALLE_ERR_SIZE]);

@@ -108,15 +108,17 @@ typedef struct {
     double lo, hi;
     int open_lo;            /* lo itself is out (top_p) */
     int whole;              /* an integer key (top_k) */
-    size_t offset;          /* of the field in dalle_params_t */
+    size_t offset;          /* of the field in mf_sample_t */
     const char *range;      /* as messages print it */
 } sample_key_t;
 
 static const sample_key_t sample_keys[] = {
-    {"temperature", 0, 100, 0, 0, offsetof(dalle_params_t, temperature), "[0, 100]"},
-    {"top_k", 0, 1 << 24, 0, 1, offsetof(dalle_params_t, top_k), "0..16777216"},
-    {"top_p", 0, 1, 1, 0, offsetof(dalle_params_t, top_p), "(0, 1]"},
-    {"guidance", 0, 100, 0, 0, offsetof(dalle_params_t, guidance), "[0, 100]"},
+    {"temperature", 0, 100, 0, 0, offsetof(mf_sample_t, params.temperature), "[0, 100]"},
+    {"top_k", 0, 1 << 24, 0, 1, offsetof(mf_sample_t, params.top_k), "0..16777216"},
+    {"top_p", 0, 1, 1, 0, offsetof(mf_sample_t, params.top_p), "(0, 1]"},
+    {"guidance", 0, 100, 0, 0, offsetof(mf_sample_t, params.guidance), "[0, 100]"},
+    {"candidate_temperature", 0, 100, 0, 0, offsetof(mf_sample_t, candidate_temperature),
+     "[0, 100]"},
 };
 #define N_SAMPLE_KEYS (sizeof sample_keys / sizeof *sample_keys)
 
@@ -127,14 +129,14 @@ static int sample_in_range(const sample_key_t *k, double v)
     return v <= k->hi && (k->open_lo ? v > k->lo && (float)v > (float)k->lo : v >= k->lo);
 }
 
-static void sample_store(const sample_key_t *k, dalle_params_t *p, double v)
+static void sample_store(const sample_key_t *k, mf_sample_t *s, double v)
 {
-    char *field = (char *)p + k->offset;
+    char *field = (char *)s + k->offset;
     if (k->whole) *(int *)field = (int)v;
     else *(float *)field = (float)v;
 }
 
-int mf_sample_read(const wf_config_t *cfg, dalle_params_t *p, const char *path, char err[256])
+int mf_sample_read(const wf_config_t *cfg, mf_sample_t *s, const char *path, char err[256])
 {
     for (size_t i = 0; i < N_SAMPLE_KEYS; i++) {
         const sample_key_t *k = &sample_keys[i];
@@ -154,7 +156,7 @@ int mf_sample_read(const wf_config_t *cfg, dalle_params_t *p, const char *path, 
             snprintf(err, 256, "%.150s: config \"%s\" = %g is not in %s", path, key, v, k->range);
             return -1;
         }
-        sample_store(k, p, v);
+        sample_store(k, s, v);
     }
     return 0;
 }

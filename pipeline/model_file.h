@@ -45,16 +45,22 @@ int mf_check_parts(const char *path, const dvae_t *dv, const tok_t *tok, const g
                    char err[256]);
 
 /* Sampling settings a model recommends (docs/MODEL.md): optional config keys
- * sample.temperature [0, 100], sample.top_k (a whole number, 0..2^24), sample.top_p (0, 1]
- * and sample.guidance [0, 100], the ranges the command line takes. dalle_model_load reads
- * them, dalle-c convert --sample writes them. */
+ * sample.temperature [0, 100], sample.top_k (a whole number, 0..2^24), sample.top_p (0, 1],
+ * sample.guidance [0, 100] (the ranges the command line takes) and
+ * sample.candidate_temperature [0, 100], the temperature for reranked sampling (more than
+ * one candidate per image). dalle_model_load reads them, dalle-c convert --sample writes them. */
 #define MF_SAMPLE_PREFIX "sample."
-#define MF_SAMPLE_NAMES "temperature, top_k, top_p or guidance"
+#define MF_SAMPLE_NAMES "temperature, top_k, top_p, guidance or candidate_temperature"
 
-/* The sample.* keys of cfg into p's temperature, top_k, top_p and guidance; a field whose
- * key is absent keeps its value, other sample.* keys are left to newer readers. 0, or -1
- * with err: 'PATH: config "sample.top_p" = 1.5 is not in (0, 1]', or the wrong type. */
-int mf_sample_read(const wf_config_t *cfg, dalle_params_t *p, const char *path, char err[256]);
+typedef struct {
+    dalle_params_t params;        /* temperature, top_k, top_p, guidance */
+    float candidate_temperature;  /* < 0: none (candidates use params.temperature) */
+} mf_sample_t;
+
+/* The sample.* keys of cfg into s; a field whose key is absent keeps its value, other
+ * sample.* keys are left to newer readers. 0, or -1 with err: 'PATH: config
+ * "sample.top_p" = 1.5 is not in (0, 1]', or the wrong type. */
+int mf_sample_read(const wf_config_t *cfg, mf_sample_t *s, const char *path, char err[256]);
 /* Checks "NAME=VALUE" (NAME one of MF_SAMPLE_NAMES) as mf_sample_read would and sets
  * sample.NAME in cfg. 0, or -1 with err naming what is wrong. */
 int mf_sample_set(wf_config_t *cfg, const char *assignment, char err[256]);

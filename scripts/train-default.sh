@@ -129,7 +129,7 @@ stage train emoji-names transformer.dalle "train, stage 5 (names, a low schedule
 [ -f default-f32.dalle ] || "$bin" rerank add transformer.dalle emoji-scorer.dalle -o default-f32.dalle
 # what weights/default.dalle is: f16, with the sampling settings chosen for it (weights/MODELS.md)
 [ -f default.dalle ] ||
-    "$bin" convert default-f32.dalle -o default.dalle --dtype f16 --sample temperature=0.2,guidance=1
+    "$bin" convert default-f32.dalle -o default.dalle --dtype f16 --sample temperature=0.2,guidance=1,candidate_temperature=0.5
 stamp "training done"
 "$bin" info default.dalle --no-verify | sed -n '1,/^tensors/p'
 

@@ -265,6 +265,9 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
         }
         if (!rc && !out->prompt) rc = api_fail(e, 400, "prompt", "'prompt' is required");
         if (!rc) rc = check_candidates(s, &out->params, e);
+        const json_t *t = json_object_get(root, "temperature");
+        if (!rc && (!t || json_is_null(t)))
+            out->params.temperature = dalle_model_temperature(s->model, out->params.candidates);
     }
     json_decref(root);
     if (rc) {
@@ -278,14 +281,16 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
 /* ---------------------------------------------------------------- responses */
 
 /* What a request gets for the sampling fields it leaves out: the model's recommended
- * settings (dalle_model_params). */
+ * settings (dalle_model_params; with candidates above 1, candidate_temperature for the
+ * temperature: dalle_model_temperature). */
 static json_t *defaults_object(const dalle_model_info_t *in)
 {
     json_t *d = json_object();
     if (put(d, "temperature", json_real(in->sample.temperature)) ||
         put(d, "top_k", json_integer(in->sample.top_k)) ||
         put(d, "top_p", json_real(in->sample.top_p)) ||
-        put(d, "guidance", json_real(in->sample.guidance))) {
+        put(d, "guidance", json_real(in->sample.guidance)) ||
+        put(d, "candidate_temperature", json_real(in->sample.candidate_temperature))) {
         json_decref(d);
         return NULL;
     }

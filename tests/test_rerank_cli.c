@@ -2,9 +2,11 @@
  * captioned folder, a run stopped and resumed from its checkpoint ending bit for bit where
  * an uninterrupted one does, `--into` and `rerank add` putting the scorer into a model file
  * that `dalle-c info` shows, generation with --candidates (scores printed and stored, and
- * reproduced by --from) and without a scorer (a clear refusal), `eval score` and
+ * reproduced by --from; the model's sample.candidate_temperature when no --temperature is
+ * given) and without a scorer (a clear refusal), `eval score` and
  * `rerank score`, bad inputs with the documented exit codes, and under mpirun (when built
  * with MPI) a 2-rank step equal to 1 rank's. */
+#include "pipeline/dalle.h"
 #include "rerank/rerank.h"
 #include "tests/generate_testlib.h"
 #include "tests/testutil.h"
@@ -73,6 +75,75 @@ static void test_train_resume(void)
     free(out);
 }
 
+/* The temperature recorded in a PNG's text chunks, or -1. */
+static double png_temperature(const char *png)
+{
+    img_text_t *text = NULL;
+    int n = 0;
+    char err[256];
+    if (img_load_text(png, &text, &n, err)) return -1;
+    const char *v = img_text_get(text, n, "dalle-c:temperature");
+    double t = v ? atof(v) : -1;
+    free(text);
+    return t;
+}
+
+/* sample.candidate_temperature: dalle_model_info and dalle_model_temperature report it,
+ * --candidates above 1 draws with it when no --temperature is given (the same PNGs as
+ * with it given), one candidate keeps sample.temperature, and --temperature wins. */
+static void test_candidate_temperature(void)
+{
+    char *out = NULL;
+    const char *ct = test_tmp_path("ct.dalle");
+    int st = test_runf(&out, "%s convert %s -o %s --sample temperature=0.5,candidate_temperature=1.5",
+                       bin, test_tmp_path("with.dalle"), ct);
+    check(st == 0 && strstr(out, "sample.candidate_temperature = 1.5"), "convert --sample "
+          "candidate_temperature: %d %s", st, out);
+    free(out);
+    char err[DALLE_ERR_SIZE];
+    dalle_model_t *m = NULL, *plain = NULL;
+    if (check(dalle_model_load(&m, ct, err) == DALLE_OK &&
+                  dalle_model_load(&plain, test_tmp_path("with.dalle"), err) == DALLE_OK,
+              "load: %s", err)) {
+        dalle_model_info_t info, plain_info;
+        dalle_model_info(m, &info);
+        dalle_model_info(plain, &plain_info);
+        check(info.sample.temperature == 0.5f && info.sample.candidate_temperature == 1.5f &&
+                  dalle_model_temperature(m, 1) == 0.5f && dalle_model_temperature(m, 2) == 1.5f,
+              "info %g/%g, dalle_model_temperature %g/%g", info.sample.temperature,
+              info.sample.candidate_temperature, dalle_model_temperature(m, 1),
+              dalle_model_temperature(m, 2));
+        /* without the key, candidates draw at the model's temperature */
+        check(plain_info.sample.candidate_temperature == plain_info.sample.temperature &&
+                  dalle_model_temperature(plain, 8) == plain_info.sample.temperature,
+              "no key: candidate_temperature %g, temperature %g",
+              plain_info.sample.candidate_temperature, plain_info.sample.temperature);
+    }
+    dalle_model_free(m);
+    dalle_model_free(plain);
+
+#define GEN "%s 'a red circle' -m %s --seed 5 -t 1 -q -o %s"
+    st = test_runf(NULL, GEN " --candidates 3", bin, ct, test_tmp_path("ct-default.png"));
+    st |= test_runf(NULL, GEN " --candidates 3 --temperature 1.5", bin, ct, test_tmp_path("ct-given.png"));
+    st |= test_runf(NULL, GEN " --candidates 3 --temperature 0.7", bin, ct, test_tmp_path("ct-07.png"));
+    st |= test_runf(NULL, GEN, bin, ct, test_tmp_path("ct-one.png"));
+#undef GEN
+    size_t na = 0, nb = 0;
+    unsigned char *a = gt_read_file(test_tmp_path("ct-default.png"), &na),
+                  *b = gt_read_file(test_tmp_path("ct-given.png"), &nb);
+    check(st == 0 && a && b && na == nb && memcmp(a, b, na) == 0,
+          "--candidates 3 without --temperature draws as --temperature 1.5 does");
+    free(a), free(b);
+    const double t_default = png_temperature(test_tmp_path("ct-default.png")),
+                 t_given = png_temperature(test_tmp_path("ct-07.png")),
+                 t_one = png_temperature(test_tmp_path("ct-one.png"));
+    check(t_default == 1.5 && t_given == 0.7 && t_one == 0.5,
+          "dalle-c:temperature %g with candidates, %g given, %g with one (want 1.5, 0.7, 0.5)",
+          t_default, t_given, t_one);
+    printf("  sample.candidate_temperature 1.5: --candidates 3 draws at %g, --temperature 0.7 "
+           "at %g, one candidate at %g\n", t_default, t_given, t_one);
+}
+
 static void test_model_file(void)
 {
     printf("the scorer in a model file; --candidates; eval score; rerank score\n");
@@ -123,6 +194,7 @@ static void test_model_file(void)
     check(st == 0 && a && b && na == nb && memcmp(a, b, na) == 0,
           "--from a reranked PNG makes it again byte for byte");
     free(a), free(b);
+    test_candidate_temperature();
     st = test_runf(&out, "%s 'a red circle' -m %s -n 40 --candidates 2 -o %s -q", bin, test_tmp_path("with.dalle"),
              test_tmp_path("many.png"));
     check(st == 2 && strstr(out, "at most 64"), "-n 40 --candidates 2: %d %s", st, out);

@@ -132,6 +132,7 @@ static void test_convert(void)
         {"guidance=lots", "guidance wants"}, {"guidance=nan", "guidance wants"},
         {"temp=1", "unknown sampling setting 'temp'"}, {"seed=3", "unknown sampling setting"},
         {"temperature", "needs a value"}, {",", "KEY=VALUE"},
+        {"candidate_temperature=-1", "candidate_temperature wants"},
     };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         char args[1600];
@@ -224,6 +225,7 @@ static void test_bad_values(void)
         {"sample.top_k", "= -1 is not in 0..16777216", 0, -1},
         {"sample.top_k", "\"sample.top_k\" is not a whole number", 1, 2.5},
         {"sample.guidance", "\"sample.guidance\" is not a number", 2, 0},
+        {"sample.candidate_temperature", "= 100.5 is not in [0, 100]", 1, 100.5},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[32], err[DALLE_ERR_SIZE], args[1600];

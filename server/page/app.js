@@ -14,6 +14,7 @@ const page = {
   model: null,
   running: null,      // the AbortController of the generation under way
   history: [],        // this session's generations, newest first
+  temperatureChosen: false,  // the user set the temperature: candidates no longer move it
 };
 
 function authHeaders(extra) {
@@ -55,6 +56,7 @@ async function loadModel() {
       c.parentElement.title = "this model has no scorer to rank candidates by " +
                               "(dalle-c rerank add; docs/RERANK.md)";
     }
+    followCandidates();
   } catch (err) {
     $("model").textContent = "cannot reach the server";
   }
@@ -77,6 +79,17 @@ function startAtModelDefaults(defaults) {
     if (typeof defaults[id] === "number" && input.value === input.defaultValue)
       input.value = String(shortFloat(defaults[id]));
   }
+}
+
+// Until the user sets a temperature, it is the one the model recommends for the number of
+// candidates asked for (its candidate_temperature above 1: reranking gains most from
+// candidates that differ), as the server would choose for a request without one.
+function followCandidates() {
+  const d = (page.model && page.model.defaults) || {};
+  const many = Number($("candidates").value) > 1 && !$("candidates").disabled;
+  const t = many ? d.candidate_temperature : d.temperature;
+  if (!page.temperatureChosen && typeof t === "number")
+    $("temperature").value = String(shortFloat(t));
 }
 
 // ------------------------------------------------------------------ the request
@@ -299,6 +312,7 @@ function reuse(entry) {
     const value = id === "candidates" ? entry.settings[id] || 1 : entry.settings[id];
     if (value !== undefined && !$(id).disabled) $(id).value = value;
   }
+  page.temperatureChosen = true;
   $("prompt").focus();
 }
 
@@ -356,6 +370,8 @@ function restoreHistory() {
 document.addEventListener("DOMContentLoaded", () => {
   $("form").addEventListener("submit", generate);
   $("stop").addEventListener("click", () => page.running && page.running.abort());
+  $("temperature").addEventListener("input", () => { page.temperatureChosen = true; });
+  $("candidates").addEventListener("input", followCandidates);
   $("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("form").requestSubmit();
   });

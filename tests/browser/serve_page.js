@@ -1,10 +1,12 @@
 // The page of `dalle-c serve` in headless Chromium, driven by playwright-core (run by
 // scripts/test-browser.sh, which installs both and starts the server):
 //   node tests/browser/serve_page.js URL HOLD_FILE TOOLS_DIR SCREENSHOT
-// The page loads and names the model; a prompt is typed and Generate clicked; the images
-// are seen partly drawn (rows 1..G-1 of G) before they are complete, and a screenshot is
-// taken then; the finished PNG downloads and its text chunks carry the seed the page
-// showed; the generation appears in this session's history; the page logged no error.
+// The page loads and names the model; with a scorer, the temperature follows the candidates
+// (the model's candidate_temperature above 1) until the user sets one; a prompt is typed
+// and Generate clicked; the images are seen partly drawn (rows 1..G-1 of G) before they
+// are complete, and a screenshot is taken then; the finished PNG downloads and its text
+// chunks carry the seed the page showed; the generation appears in this session's
+// history; the page logged no error.
 // The server holds each job after half its rows while HOLD_FILE exists
 // ($DALLEC_SERVE_TEST_HOLD), so "partly drawn" is caught without racing the sampler.
 "use strict";
@@ -67,6 +69,26 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("model").textContent.includes("rows"));
     const model = await page.evaluate(async () => (await (await fetch("v1/models")).json()).data[0]);
     console.log(`  page loaded: ${await page.textContent("#model")}`);
+
+    // until the user sets one, the temperature is the model's for the candidates asked for
+    if (model.scorer) {
+      const shown = async () => Math.fround(Number(await page.inputValue("#temperature")));
+      const d = model.defaults;
+      if (await shown() !== Math.fround(d.temperature)) fail(`temperature starts at ${await shown()}`);
+      await page.fill("#candidates", "8");
+      if (await shown() !== Math.fround(d.candidate_temperature))
+        fail(`candidates 8: temperature ${await shown()}, want ${d.candidate_temperature}`);
+      await page.fill("#candidates", "1");
+      if (await shown() !== Math.fround(d.temperature))
+        fail(`candidates 1 again: temperature ${await shown()}, want ${d.temperature}`);
+      await page.fill("#temperature", "0.7");
+      await page.fill("#candidates", "8");
+      if (await shown() !== Math.fround(0.7)) fail("a temperature the user set moved with candidates");
+      await page.fill("#candidates", "1");
+      await page.fill("#temperature", String(Math.fround(d.temperature).toPrecision(6) * 1));
+      console.log(`  temperature follows candidates: ${d.temperature} with 1, ` +
+                  `${d.candidate_temperature} with 8, until the user sets one`);
+    }
 
     // hold the job once half of its rows are drawn
     const half = Math.max(1, Math.floor(model.grid / 2));
