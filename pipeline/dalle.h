@@ -91,14 +91,15 @@ typedef struct {
     int has_scorer;   /* 1: the file holds a scorer (its rerank part): params.candidates > 1
                        * ranks samples, and results carry scores */
     /* The sampling settings the model recommends: its file's sample.* config keys
-     * (docs/MODEL.md), dalle_params_default()'s for the keys it lacks. */
+     * (docs/MODEL.md), dalle_params_default()'s for the keys it lacks (but see
+     * candidate_temperature). */
     struct {
         float temperature;
         int top_k;
         float top_p;
         float guidance;
         float candidate_temperature;  /* for candidates > 1: sample.candidate_temperature,
-                                       * else the temperature above */
+                                       * or `temperature` when the file lacks it */
     } sample;
 } dalle_model_info_t;
 

@@ -281,16 +281,16 @@ int api_parse_generation(const server_t *s, const char *body, size_t len, gen_re
 /* ---------------------------------------------------------------- responses */
 
 /* What a request gets for the sampling fields it leaves out: the model's recommended
- * settings (dalle_model_params; with candidates above 1, candidate_temperature for the
- * temperature: dalle_model_temperature). */
-static json_t *defaults_object(const dalle_model_info_t *in)
+ * settings (dalle_model_params), with the temperature for its number of candidates
+ * (dalle_model_temperature: the model's candidate_temperature above 1). Every key is a
+ * request field, so a client may send the object back. */
+static json_t *defaults_object(const dalle_model_info_t *in, float temperature)
 {
     json_t *d = json_object();
-    if (put(d, "temperature", json_real(in->sample.temperature)) ||
+    if (put(d, "temperature", json_real(temperature)) ||
         put(d, "top_k", json_integer(in->sample.top_k)) ||
         put(d, "top_p", json_real(in->sample.top_p)) ||
-        put(d, "guidance", json_real(in->sample.guidance)) ||
-        put(d, "candidate_temperature", json_real(in->sample.candidate_temperature))) {
+        put(d, "guidance", json_real(in->sample.guidance))) {
         json_decref(d);
         return NULL;
     }
@@ -310,7 +310,10 @@ static json_t *model_object(const server_t *s)
               put(m, "parameters", json_integer((json_int_t)in->n_params)) ||
               put(m, "max_images", json_integer(SERVER_MAX_IMAGES)) ||
               put(m, "scorer", json_boolean(in->has_scorer)) ||
-              put(m, "defaults", defaults_object(in)) ||
+              put(m, "defaults", defaults_object(in, in->sample.temperature)) ||
+              (in->has_scorer &&
+               put(m, "defaults_with_candidates",
+                   defaults_object(in, in->sample.candidate_temperature))) ||
               put(m, "version", json_string(dalle_version()));
     if (bad) {
         json_decref(m);

@@ -113,7 +113,8 @@ static void test_candidate_temperature(void)
               "info %g/%g, dalle_model_temperature %g/%g", info.sample.temperature,
               info.sample.candidate_temperature, dalle_model_temperature(m, 1),
               dalle_model_temperature(m, 2));
-        /* without the key, candidates draw at the model's temperature */
+        /* without the key, candidates draw at the model's temperature (a model that sets
+         * one: test_sample_defaults) */
         check(plain_info.sample.candidate_temperature == plain_info.sample.temperature &&
                   dalle_model_temperature(plain, 8) == plain_info.sample.temperature,
               "no key: candidate_temperature %g, temperature %g",

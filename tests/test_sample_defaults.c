@@ -84,6 +84,11 @@ static void check_model_settings(const char *path, float t, int k, float p, floa
               info.sample.guidance == g,
           "%s: info.sample %g %d %g %g, want %g %d %g %g", path, info.sample.temperature,
           info.sample.top_k, info.sample.top_p, info.sample.guidance, t, k, p, g);
+    /* without sample.candidate_temperature, candidates draw at the model's temperature */
+    check(info.sample.candidate_temperature == t && dalle_model_temperature(m, 8) == t &&
+              dalle_model_temperature(m, 1) == t,
+          "%s: candidate temperature %g, dalle_model_temperature %g, want %g", path,
+          info.sample.candidate_temperature, dalle_model_temperature(m, 8), t);
     check(mp.temperature == t && mp.top_k == k && mp.top_p == p && mp.guidance == g,
           "%s: dalle_model_params %g %d %g %g", path, mp.temperature, mp.top_k, mp.top_p,
           mp.guidance);

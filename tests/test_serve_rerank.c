@@ -6,7 +6,8 @@
  * (a "candidate" field on its partial images) and ends with the same PNGs and scores; a
  * plain request on such a model is scored too; a request with candidates and no
  * temperature takes the model's candidate_temperature; GET /v1/models says the model has a
- * scorer and shows that temperature. The refusals (no scorer, bad values) are in tests/test_serve_errors.c. */
+ * scorer and shows that temperature in defaults_with_candidates. The refusals (no
+ * scorer, bad values) are in tests/test_serve_errors.c. */
 #include "data/data.h"
 #include "tests/serve_testlib.h"
 
@@ -221,22 +222,29 @@ static void test_candidates(const st_server_t *s)
     st_reply_free(&r);
 
     /* no temperature: the model's candidate_temperature (0.9) with candidates, so the
-     * command line's images again; its plain temperature (1) would draw others */
-    static const char no_temp[] = "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, "
-                                  "\"seed\": 1, \"top_k\": 8, \"top_p\": 0.95, \"guidance\": 2}";
-    st_post(s, no_temp, &r);
-    check(r.status == 200, "POST with candidates, no temperature: status %ld: %.300s", r.status,
-          r.body);
-    v = st_json(&r);
-    data = json_object_get(v, "data");
-    if (check(json_array_size(data) == N, "data holds %zu images", json_array_size(data)))
-        for (int i = 0; i < N; i++)
-            same_as_cli(json_array_get(data, (size_t)i), i ? "cli-2.png" : "cli-1.png", &picks[i],
-                        M, "no temperature given");
-    json_decref(v);
-    st_reply_free(&r);
-    printf("  POST with candidates and no temperature: the model's candidate_temperature, the "
-           "same PNGs\n");
+     * command line's images again; its plain temperature (1) would draw others. null is
+     * not given. */
+    static const char *const no_temp[] = {
+        "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, \"seed\": 1, \"top_k\": 8, "
+        "\"top_p\": 0.95, \"guidance\": 2}",
+        "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, \"seed\": 1, \"top_k\": 8, "
+        "\"top_p\": 0.95, \"guidance\": 2, \"temperature\": null}",
+    };
+    for (int b = 0; b < 2; b++) {
+        st_post(s, no_temp[b], &r);
+        check(r.status == 200, "POST with candidates, no temperature: status %ld: %.300s",
+              r.status, r.body);
+        v = st_json(&r);
+        data = json_object_get(v, "data");
+        if (check(json_array_size(data) == N, "data holds %zu images", json_array_size(data)))
+            for (int i = 0; i < N; i++)
+                same_as_cli(json_array_get(data, (size_t)i), i ? "cli-2.png" : "cli-1.png",
+                            &picks[i], M, b ? "temperature null" : "no temperature given");
+        json_decref(v);
+        st_reply_free(&r);
+    }
+    printf("  POST with candidates and no temperature (or null): the model's "
+           "candidate_temperature, the same PNGs\n");
 }
 
 /* candidates 1 on a model with a scorer: the image is scored all the same. */
@@ -262,14 +270,19 @@ static void test_model_info(const st_server_t *s)
     json_t *v = st_json(&r);
     check(r.status == 200 && json_is_true(json_object_get(v, "scorer")),
           "GET /v1/models/scored.dalle says it has a scorer: %ld %.300s", r.status, r.body);
-    const json_t *d = json_object_get(v, "defaults");
+    const json_t *d = json_object_get(v, "defaults"),
+                 *dc = json_object_get(v, "defaults_with_candidates");
     const double t = json_number_value(json_object_get(d, "temperature")),
-                 ct = json_number_value(json_object_get(d, "candidate_temperature"));
-    check(t == 1.0 && ct == (double)0.9f, "defaults: temperature %g, candidate_temperature %.9g "
-          "(want 1 and 0.9)", t, ct);
+                 ct = json_number_value(json_object_get(dc, "temperature"));
+    check(t == 1.0 && ct == (double)0.9f &&
+              json_equal(json_object_get(d, "top_k"), json_object_get(dc, "top_k")) &&
+              json_equal(json_object_get(d, "guidance"), json_object_get(dc, "guidance")),
+          "defaults temperature %g, defaults_with_candidates %.9g (want 1 and 0.9, the rest the "
+          "same): %.300s", t, ct, r.body);
     json_decref(v);
     st_reply_free(&r);
-    printf("  GET /v1/models/scored.dalle: \"scorer\": true, candidate_temperature %.2f\n", ct);
+    printf("  GET /v1/models/scored.dalle: \"scorer\": true, temperature %.2f, with candidates "
+           "%.2f\n", t, ct);
 }
 
 int main(void)

@@ -46,6 +46,8 @@ async function loadModel() {
     const body = await res.json();
     const m = body.data[0];
     page.model = m;
+    // a temperature the browser restored into the form is the user's
+    if ($("temperature").value !== $("temperature").defaultValue) page.temperatureChosen = true;
     $("model").textContent = `${m.id} · ${m.size} images drawn in ${m.grid} rows`;
     $("n").max = m.max_images;
     startAtModelDefaults(m.defaults || {});
@@ -82,14 +84,19 @@ function startAtModelDefaults(defaults) {
 }
 
 // Until the user sets a temperature, it is the one the model recommends for the number of
-// candidates asked for (its candidate_temperature above 1: reranking gains most from
-// candidates that differ), as the server would choose for a request without one.
+// candidates asked for (reranking gains most from candidates that differ), as the server
+// would choose for a request without one.
 function followCandidates() {
-  const d = (page.model && page.model.defaults) || {};
-  const many = Number($("candidates").value) > 1 && !$("candidates").disabled;
-  const t = many ? d.candidate_temperature : d.temperature;
-  if (!page.temperatureChosen && typeof t === "number")
-    $("temperature").value = String(shortFloat(t));
+  if (page.temperatureChosen) return;
+  const t = temperatureFor(Number($("candidates").value));
+  if (t !== undefined) $("temperature").value = String(shortFloat(t));
+}
+
+// The model's temperature for that many candidates (its defaults_with_candidates above 1).
+function temperatureFor(candidates) {
+  const m = page.model || {};
+  const d = (candidates > 1 && m.scorer ? m.defaults_with_candidates : m.defaults) || {};
+  return typeof d.temperature === "number" ? d.temperature : undefined;
 }
 
 // ------------------------------------------------------------------ the request
@@ -312,7 +319,10 @@ function reuse(entry) {
     const value = id === "candidates" ? entry.settings[id] || 1 : entry.settings[id];
     if (value !== undefined && !$(id).disabled) $(id).value = value;
   }
-  page.temperatureChosen = true;
+  // a temperature the page chose itself keeps following the candidates
+  const own = temperatureFor(entry.settings.candidates || 1);
+  if (own === undefined || Number(entry.settings.temperature) !== shortFloat(own))
+    page.temperatureChosen = true;
   $("prompt").focus();
 }
 
