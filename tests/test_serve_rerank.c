@@ -159,6 +159,26 @@ static void same_as_cli(const json_t *item, const char *cli_name, const cli_pick
         check(cand == NULL, "%s: a candidate field without candidates", what);
 }
 
+/* POST body (n 2, candidates 3): each of its N images as the command line's cli-I.png. */
+static void post_same_as_cli(const st_server_t *s, const char *body, const cli_pick_t *picks,
+                             const char *what)
+{
+    st_reply_t r = {0};
+    st_post(s, body, &r);
+    check(r.status == 200, "%s: status %ld: %.300s", what, r.status, r.body);
+    json_t *v = st_json(&r), *data = json_object_get(v, "data");
+    if (check(json_array_size(data) == N, "%s: data holds %zu images", what,
+              json_array_size(data)))
+        for (int i = 0; i < N; i++) {
+            char image[96];
+            snprintf(image, sizeof image, "%s, image %d", what, i);
+            same_as_cli(json_array_get(data, (size_t)i), i ? "cli-2.png" : "cli-1.png",
+                        &picks[i], M, image);
+        }
+    json_decref(v);
+    st_reply_free(&r);
+}
+
 static void test_candidates(const st_server_t *s)
 {
     cli_pick_t picks[N];
@@ -168,21 +188,8 @@ static void test_candidates(const st_server_t *s)
     check(moved > 0, "the command line kept the first candidate of every image: pick a seed "
           "where the ranking shows");
 
-    static const char body[] = "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, "
-                               SETTINGS_JSON "}";
-    st_reply_t r = {0};
-    st_post(s, body, &r);
-    check(r.status == 200, "POST with candidates: status %ld: %.300s", r.status, r.body);
-    json_t *v = st_json(&r), *data = json_object_get(v, "data");
-    if (check(json_array_size(data) == N, "data holds %zu images", json_array_size(data)))
-        for (int i = 0; i < N; i++) {
-            char what[64];
-            snprintf(what, sizeof what, "POST image %d", i);
-            same_as_cli(json_array_get(data, (size_t)i), i ? "cli-2.png" : "cli-1.png",
-                        &picks[i], M, what);
-        }
-    json_decref(v);
-    st_reply_free(&r);
+    post_same_as_cli(s, "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, "
+                     SETTINGS_JSON "}", picks, "POST");
     printf("  POST, n 2, candidates 3: PNGs, scores (%s, %s) and candidates (%d, %d) as the "
            "command line's (%d kept another than the first)\n", picks[0].score, picks[1].score,
            picks[0].candidate, picks[1].candidate, moved);
@@ -190,6 +197,7 @@ static void test_candidates(const st_server_t *s)
     /* the same as a stream: every candidate drawn, then the kept ones */
     static const char stream[] = "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, "
                                  "\"stream\": true, " SETTINGS_JSON "}";
+    st_reply_t r = {0};
     st_post(s, stream, &r);
     check(r.status == 200, "stream with candidates: status %ld", r.status);
     json_t *events = st_events(r.body);
@@ -230,19 +238,8 @@ static void test_candidates(const st_server_t *s)
         "{\"prompt\": \"" PROMPT "\", \"n\": 2, \"candidates\": 3, \"seed\": 1, \"top_k\": 8, "
         "\"top_p\": 0.95, \"guidance\": 2, \"temperature\": null}",
     };
-    for (int b = 0; b < 2; b++) {
-        st_post(s, no_temp[b], &r);
-        check(r.status == 200, "POST with candidates, no temperature: status %ld: %.300s",
-              r.status, r.body);
-        v = st_json(&r);
-        data = json_object_get(v, "data");
-        if (check(json_array_size(data) == N, "data holds %zu images", json_array_size(data)))
-            for (int i = 0; i < N; i++)
-                same_as_cli(json_array_get(data, (size_t)i), i ? "cli-2.png" : "cli-1.png",
-                            &picks[i], M, b ? "temperature null" : "no temperature given");
-        json_decref(v);
-        st_reply_free(&r);
-    }
+    for (int b = 0; b < 2; b++)
+        post_same_as_cli(s, no_temp[b], picks, b ? "temperature null" : "no temperature given");
     printf("  POST with candidates and no temperature (or null): the model's "
            "candidate_temperature, the same PNGs\n");
 }
